@@ -1,0 +1,1 @@
+"""Plugins shipped with core, registered through the same hooks as any installed plugin."""

@@ -1,0 +1,138 @@
+"""Connections every websocket provider shares, on the ``websockets`` library.
+
+A provider's ``tickwire_connect`` usually returns ``WebSocketConnector(url)``; the runner opens,
+reads, paces and reopens it. Failures to connect are raised as
+:class:`~tickwire.protocols.ConnectionFailed` with a one-word ``reason`` (refused, dns, tls,
+http, timeout) so logs and alerts can tell them apart.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from tickwire.protocols import ConnectionFailed, Frame
+
+
+class WebSocketConnection:
+    """A :class:`~tickwire.protocols.Connection` over one ``websockets`` client connection."""
+
+    __slots__ = ("_ws",)
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    async def send(self, message: Frame) -> None:
+        """Send one text (``str``) or binary (``bytes``) message."""
+        await self._ws.send(message)
+
+    async def __aiter__(self) -> AsyncIterator[Frame]:
+        """Yield frames until the server closes; a close with an error code raises."""
+        ws = self._ws
+        try:
+            while True:
+                yield await ws.recv()
+        except websockets.ConnectionClosedOK:
+            return
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close code and reason the server gave, once the connection is closed."""
+        rcvd = self._ws.close_rcvd
+        return None if rcvd is None else f"{rcvd.code} {rcvd.reason}".strip()
+
+
+def _reason_for(exc: BaseException) -> str:
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, ssl.SSLError):
+        return "tls"
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, websockets.InvalidStatus):
+        status = exc.response.status_code
+        return "auth" if status in (401, 403) else "http"
+    if isinstance(exc, websockets.InvalidHandshake):
+        return "protocol"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    return "refused"
+
+
+class WebSocketConnector:
+    """Opens websocket connections to ``url`` (or to what ``url_for(symbols)`` returns).
+
+    :param url: the endpoint, ``ws://`` or ``wss://``.
+    :param url_for: build the endpoint from the connection's symbols (tokens in the query, say);
+        takes precedence over ``url``.
+    :param open_timeout: seconds for TCP + TLS + the websocket handshake.
+    :param max_size: largest frame accepted (order-book snapshots can be megabytes).
+    :param compression: ``"deflate"`` to offer permessage-deflate, ``None`` for none.
+    :param ssl_context: for private CAs and test servers.
+    :param headers: extra HTTP headers on the handshake (never logged).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        url_for: Callable[[Sequence[str]], str] | None = None,
+        open_timeout: float = 10.0,
+        max_size: int | None = 64 * 1024 * 1024,
+        compression: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        headers: dict[str, str] | None = None,
+        ping_interval: float | None = 20.0,
+    ) -> None:
+        if url is None and url_for is None:
+            raise ValueError("WebSocketConnector needs url or url_for")
+        self.url = url
+        self._url_for = url_for
+        self._kwargs: dict[str, Any] = {
+            "open_timeout": open_timeout,
+            "max_size": max_size,
+            "compression": compression,
+            "ping_interval": ping_interval,
+            "max_queue": 4096,
+            "additional_headers": headers,
+        }
+        if ssl_context is not None:
+            self._kwargs["ssl"] = ssl_context
+
+    def endpoint(self, symbols: Sequence[str]) -> str:
+        """The URL a connection for ``symbols`` goes to."""
+        if self._url_for is not None:
+            return self._url_for(symbols)
+        assert self.url is not None
+        return self.url
+
+    @asynccontextmanager
+    async def open(self, symbols: Sequence[str]) -> AsyncIterator[WebSocketConnection]:
+        """Connect, yield the connection, close it on exit."""
+        url = self.endpoint(symbols)
+        try:
+            ws = await connect(url, **self._kwargs)
+        except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            raise ConnectionFailed(_describe(exc), _reason_for(exc)) from exc
+        try:
+            yield WebSocketConnection(ws)
+        finally:
+            await ws.close()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    # Never echo a URL's query (tokens live there): websockets' messages do not include it,
+    # but InvalidURI does.
+    if isinstance(exc, websockets.InvalidURI):
+        return "invalid websocket URL"
+    return text
+
+
+__all__ = ("WebSocketConnection", "WebSocketConnector")
