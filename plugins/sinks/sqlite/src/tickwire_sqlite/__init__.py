@@ -11,12 +11,8 @@ from tickwire.protocols import SinkInfo, SinkRegistrar
 from tickwire.settings import SinkSettings
 
 from tickwire_sqlite.settings import SqliteSettings as SqliteSettings
-from tickwire_sqlite.sink import (
-    GapStatus as GapStatus,
-    SqliteSink as SqliteSink,
-    SqliteSinkError as SqliteSinkError,
-    StoredGap as StoredGap,
-)
+from tickwire_sqlite.sink import SqliteSink as SqliteSink
+from tickwire_sqlite.sink import SqliteSinkError as SqliteSinkError
 
 __version__ = "0.1.0"
 
@@ -42,11 +38,9 @@ def tickwire_sink(sink: SinkSettings) -> SqliteSink | None:
 
 
 __all__ = (
-    "GapStatus",
     "SqliteSettings",
     "SqliteSink",
     "SqliteSinkError",
-    "StoredGap",
     "tickwire_register_sinks",
     "tickwire_sink",
 )

@@ -11,24 +11,32 @@ leaves the tables exactly as they were.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, TypeAlias, TypeVar, get_args
+from typing import Any, TypeVar, get_args
 
 import anyio
 import anyio.to_thread
-from tickwire.events import BookDelta, BookSnapshot, Candle, Event, Gap, Quote, Trade
+from tickwire.events import (
+    BookDelta,
+    BookSnapshot,
+    Candle,
+    Event,
+    Gap,
+    GapStatus,
+    Quote,
+    Trade,
+)
 
 from tickwire_sqlite import schema
 from tickwire_sqlite.settings import SqliteSettings
 
-GapStatus: TypeAlias = Literal["open", "filled", "empty"]
 _GAP_STATUSES: tuple[str, ...] = get_args(GapStatus)
 
 _T = TypeVar("_T")
@@ -67,15 +75,21 @@ ON CONFLICT (provider, symbol, interval, start) DO UPDATE SET
 WHERE excluded.source <> 'built' OR candles.source = 'built'
 """
 
-# A gap written again (detected again) takes the new end and reason. Its status is kept (an
-# ``empty`` gap is not refetched) unless it grew: then the new part is not filled yet.
+# A gap is one row per (provider, symbol, kind, start); a later write takes the new end and
+# reason. Its status: a resolution (``filled``/``empty``) always applies; a gap found again
+# (``open``) keeps what is known about it -- an ``empty`` gap is never fetched again -- unless
+# it grew, because then its new part is missing. ``mark_gap`` sets a status unconditionally.
 _INSERT_GAP = """
 INSERT INTO gaps (provider, symbol, kind, start, "end", reason, status)
-VALUES (?, ?, ?, ?, ?, ?, 'open')
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (provider, symbol, kind, start) DO UPDATE SET
     "end" = excluded."end",
     reason = excluded.reason,
-    status = CASE WHEN excluded."end" > gaps."end" THEN 'open' ELSE gaps.status END
+    status = CASE
+        WHEN excluded.status <> 'open' THEN excluded.status
+        WHEN excluded."end" > gaps."end" THEN 'open'
+        ELSE gaps.status
+    END
 """
 
 _MARK_GAP = """
@@ -115,14 +129,6 @@ class SqliteSinkError(OSError):
 
     def __str__(self) -> str:
         return str(self.args[0])
-
-
-@dataclass(frozen=True, slots=True)
-class StoredGap:
-    """A row of table ``gaps``: the gap as detected, and how far it got."""
-
-    gap: Gap
-    status: GapStatus
 
 
 def _dec(value: Decimal | None) -> str | None:
@@ -253,10 +259,12 @@ class SqliteSink:
     # ---- gaps ---------------------------------------------------------------------------------
 
     async def mark_gap(self, gap: Gap, status: GapStatus) -> None:
-        """Record ``gap`` with ``status`` (``open``, ``filled`` or ``empty``).
+        """Set the status of ``gap`` (``open``, ``filled`` or ``empty``), whatever it was.
 
         Inserts the gap if it is not stored yet; otherwise updates the row with the same
-        provider, symbol, kind and start (its end, reason and status).
+        provider, symbol, kind and start (its end, reason and status). Writing a ``Gap`` event
+        with that status does the same, except that an ``open`` one never reopens a resolved
+        gap that did not grow.
         """
         if status not in _GAP_STATUSES:
             raise ValueError(f"gap status {status!r} is not one of {', '.join(_GAP_STATUSES)}")
@@ -270,8 +278,8 @@ class SqliteSink:
         *,
         kind: str | None = None,
         status: GapStatus | None = None,
-    ) -> list[StoredGap]:
-        """Stored gaps, filtered by whichever arguments are given, ordered by key and start."""
+    ) -> list[Gap]:
+        """Stored gaps (with their status), filtered by the arguments given, in key order."""
         where, params = [], []
         for column, value in (
             ("provider", provider),
@@ -287,10 +295,7 @@ class SqliteSink:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY provider, symbol, kind, start"
         rows = await self._query(sql, tuple(params))
-        return [
-            StoredGap(Gap(p, s, kind_, start, end, reason), status_)
-            for p, s, kind_, start, end, reason, status_ in rows
-        ]
+        return [Gap(*row) for row in rows]
 
     # ---- reads --------------------------------------------------------------------------------
 
@@ -457,7 +462,7 @@ class SqliteSink:
         rows.reverse()
         return rows
 
-    def _fail(self, doing: str, exc: sqlite3.Error) -> SqliteSinkError:
+    def _fail(self, doing: str, exc: Exception) -> SqliteSinkError:
         message = str(exc)
         lowered = message.lower()
         if "readonly" in lowered or "read-only" in lowered:
@@ -469,12 +474,11 @@ class SqliteSink:
                 "(TICKWIRE_SQLITE_PATH) elsewhere"
             )
         elif "not a database" in lowered or "malformed" in lowered:
-            fix = "the file is not a (healthy) SQLite database: move it aside or choose another path"
-        elif "locked" in lowered or "busy" in lowered:
             fix = (
-                "another process holds the write lock: stop it, or raise the sink's "
-                "busy_timeout"
+                "the file is not a (healthy) SQLite database: move it aside or choose another path"
             )
+        elif "locked" in lowered or "busy" in lowered:
+            fix = "another process holds the write lock: stop it, or raise the sink's busy_timeout"
         elif "full" in lowered:
             fix = "the disk is full: free space or move the database"
         else:
@@ -547,10 +551,8 @@ class SqliteSink:
 
     @staticmethod
     def _close_sync(conn: sqlite3.Connection) -> None:
-        try:
+        with contextlib.suppress(sqlite3.Error):  # statistics only: never fail a shutdown
             conn.execute("PRAGMA optimize")
-        except sqlite3.Error:
-            pass  # only statistics; never fail a shutdown over them
         conn.close()
 
     def _write_sync(self, events: Sequence[Event]) -> None:
@@ -560,9 +562,7 @@ class SqliteSink:
         gaps: list[tuple[Any, ...]] = []
         books: list[tuple[Any, ...]] = []
         for e in events:
-            # Exact type checks first: this loop runs once per event.
-            cls = type(e)
-            if cls is Trade or isinstance(e, Trade):
+            if isinstance(e, Trade):
                 trades.append(
                     (
                         e.provider,
@@ -575,7 +575,7 @@ class SqliteSink:
                         e.trade_id,
                     )
                 )
-            elif cls is Quote or isinstance(e, Quote):
+            elif isinstance(e, Quote):
                 quotes.append(
                     (
                         e.provider,
@@ -607,7 +607,7 @@ class SqliteSink:
                     )
                 )
             elif isinstance(e, Gap):
-                gaps.append((e.provider, e.symbol, e.kind, e.start, e.end, e.reason))
+                gaps.append((e.provider, e.symbol, e.kind, e.start, e.end, e.reason, e.status))
             elif isinstance(e, BookSnapshot):
                 if self._book:
                     books.append(
@@ -644,7 +644,8 @@ class SqliteSink:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:
+            # OverflowError: an integer beyond SQLite's 64 bits (a corrupt timestamp).
             raise self._fail(f"write a batch of {len(events)} events to", exc) from exc
 
     def _execute_sync(self, sql: str, params: tuple[Any, ...]) -> None:
