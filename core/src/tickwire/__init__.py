@@ -10,6 +10,7 @@ from tickwire.events import (
     Trade as Trade,
 )
 from tickwire.hookspecs import hookimpl as hookimpl
+from tickwire.pipeline import Pipeline as Pipeline
 from tickwire.settings import (
     ConfigError as ConfigError,
     Settings as Settings,
@@ -27,6 +28,7 @@ __all__ = (
     "ConfigError",
     "Event",
     "Gap",
+    "Pipeline",
     "Quote",
     "Settings",
     "SinkSettings",

@@ -18,6 +18,7 @@ Interval: TypeAlias = Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
 CandleBasis: TypeAlias = Literal["trade", "mid", "bid"]
 CandleSource: TypeAlias = Literal["stream", "built", "backfill"]
 GapReason: TypeAlias = Literal["sequence", "disconnect", "candle", "startup"]
+GapStatus: TypeAlias = Literal["open", "filled", "empty"]
 BookSide: TypeAlias = Literal["bid", "ask"]
 
 NS_PER_SECOND = 1_000_000_000
@@ -113,7 +114,10 @@ class BookDelta(msgspec.Struct, frozen=True, gc=False, tag=True):
 class Gap(msgspec.Struct, frozen=True, gc=False, tag=True):
     """A span of ``kind`` data (``trades``, ``candles:1m``, ``book`` …) known to be missing.
 
-    ``start`` and ``end`` are nanoseconds; ``reason`` says how it was found.
+    ``start`` and ``end`` are nanoseconds; ``reason`` says how it was found. ``status`` is
+    ``open`` when found, ``filled`` once the backfill wrote what the provider had for it, and
+    ``empty`` when the provider confirmed it has nothing there (never fetched again). Sinks keep
+    one row per (provider, symbol, kind, start): a later status updates it.
     """
 
     provider: str
@@ -122,6 +126,7 @@ class Gap(msgspec.Struct, frozen=True, gc=False, tag=True):
     start: int
     end: int
     reason: GapReason
+    status: GapStatus = "open"
 
 
 Event: TypeAlias = Trade | Quote | Candle | BookSnapshot | BookDelta | Gap
@@ -174,6 +179,7 @@ __all__ = (
     "Event",
     "Gap",
     "GapReason",
+    "GapStatus",
     "Interval",
     "Quote",
     "Side",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import msgspec
 
@@ -146,6 +146,7 @@ class ProviderInfo(msgspec.Struct, frozen=True):
     capabilities: Capabilities = Capabilities()
     limits: Limits = Limits()
     description: str = ""
+    simulator: Simulator | None = None
 
 
 class SinkInfo(msgspec.Struct, frozen=True):
@@ -155,6 +156,11 @@ class SinkInfo(msgspec.Struct, frozen=True):
     settings: type[SinkSettings]
     description: str = ""
 
+
+#: Starts the provider's own fake exchange (for ``tickwire demo`` and tests): an async context
+#: manager that serves on 127.0.0.1 and yields the ``[[sources]]`` keys that point a source at
+#: it (``{"ws_url": ..., "rest_url": ...}``) while it runs.
+Simulator: TypeAlias = Callable[[], AbstractAsyncContextManager[dict[str, Any]]]
 
 #: The callback a discovery hook calls, once per provider it serves.
 ProviderRegistrar: TypeAlias = Callable[[ProviderInfo], None]
@@ -291,6 +297,7 @@ __all__ = (
     "ProviderRegistrar",
     "RateLimited",
     "RetentionSink",
+    "Simulator",
     "Sink",
     "SinkInfo",
     "SinkRegistrar",

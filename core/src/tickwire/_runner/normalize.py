@@ -1,0 +1,175 @@
+"""The normalize stage: raw frame in, checked events out, through the core processors.
+
+:class:`FrameHandler` calls the provider's normalizer for each frame. A frame the normalizer
+cannot read (it raised :class:`~tickwire.protocols.MalformedFrame`, or failed in any other way)
+or whose events carry absurd values (a price that is not positive, a negative size, NaN) is
+counted, logged as ``message.malformed`` with a short excerpt, kept in the dead-letter file,
+and skipped: the pipeline goes on. Control items (heartbeats, notices, acks) are handled here;
+events go through the gap detector and the candle builder, then to the sinks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal, InvalidOperation
+
+from tickwire._log import emit
+from tickwire.candles import CandleBuilder
+from tickwire.deadletter import DeadLetter
+from tickwire.events import EVENT_TYPES, KIND, Event, Gap, Quote, Trade
+from tickwire.gaps import GapDetector
+from tickwire.metrics import Metrics
+from tickwire.protocols import Heartbeat, MalformedFrame, Normalizer, Notice, Subscribed
+
+INFO, WARNING = 20, 30
+_EVENT_TYPES = frozenset(EVENT_TYPES)
+_ZERO = Decimal(0)
+#: Characters of a bad frame shown in the log line (the whole frame is in the dead-letter file).
+EXCERPT = 160
+#: One frame in this many feeds the exchange-to-receive latency histogram.
+LATENCY_SAMPLE = 16
+
+
+def check_values(event: Event) -> str | None:
+    """Why ``event`` carries an absurd value, or ``None`` when it looks sane."""
+    try:
+        if type(event) is Trade:
+            assert isinstance(event, Trade)
+            if not event.price > _ZERO:
+                return f"trade price {event.price} is not positive"
+            if event.size < _ZERO:
+                return f"trade size {event.size} is negative"
+        elif type(event) is Quote:
+            assert isinstance(event, Quote)
+            for name in ("bid", "ask"):
+                value = getattr(event, name)
+                if value is not None and not value.is_finite():
+                    return f"quote {name} {value} is not a number"
+    except InvalidOperation:
+        return "a price or size is NaN"
+    return None
+
+
+class FrameHandler:
+    """Handles the frames of one connection (a fresh one per connection)."""
+
+    def __init__(
+        self,
+        source_label: str,
+        provider: str,
+        normalizer: Normalizer,
+        detector: GapDetector,
+        builder: CandleBuilder | None,
+        publish: Callable[[Sequence[Event]], Awaitable[None]],
+        on_gaps: Callable[[Sequence[Gap]], None],
+        deadletter: DeadLetter,
+        metrics: Metrics,
+        on_subscribed: Callable[[Sequence[str]], None] | None = None,
+    ) -> None:
+        self.label = source_label
+        self.provider = provider
+        self.normalizer = normalizer
+        self.detector = detector
+        self.builder = builder
+        self.publish = publish
+        self.on_gaps = on_gaps
+        self.deadletter = deadletter
+        self.metrics = metrics
+        self.on_subscribed = on_subscribed
+        self._frames = 0
+        self._latency = metrics.histogram("latency_seconds", provider=provider)
+        self._counts = metrics.counters
+
+    async def handle(self, frame: bytes | str) -> None:
+        """Normalize one frame and pass its events on."""
+        received = time.time_ns()
+        try:
+            items = self.normalizer(frame, received)
+            if not isinstance(items, list | tuple):
+                items = list(items)
+        except MalformedFrame as exc:
+            self.malformed(frame, str(exc) or "unreadable")
+            return
+        except Exception as exc:
+            self.malformed(frame, f"normalizer failed: {type(exc).__name__}: {exc}")
+            return
+        self._frames += 1
+        events: list[Event] = []
+        counts = self._counts
+        provider = self.provider
+        for item in items:
+            cls = type(item)
+            if cls in _EVENT_TYPES:
+                assert not isinstance(item, Heartbeat | Notice | Subscribed)
+                problem = check_values(item)
+                if problem is not None:
+                    self.malformed(frame, problem)
+                    continue
+                events.append(item)
+                counts[("events_total", (("kind", KIND[cls]), ("provider", provider)))] += 1
+            elif cls is Heartbeat:
+                assert isinstance(item, Heartbeat)
+                gaps = self.detector.heartbeat(item, received)
+                if gaps:
+                    events.extend(gaps)
+            elif cls is Notice:
+                assert isinstance(item, Notice)
+                self.notice(item)
+            elif cls is Subscribed:
+                assert isinstance(item, Subscribed)
+                if self.on_subscribed is not None:
+                    self.on_subscribed(item.symbols)
+        if not events:
+            return
+        if self._frames % LATENCY_SAMPLE == 0:
+            first = events[0]
+            ts = getattr(first, "ts", None)
+            if ts is not None:
+                self._latency.observe(max(received - ts, 0) / 1e9)
+        gaps = self.detector.process(events)
+        builder = self.builder
+        if builder is not None:
+            candles = builder.process(events)
+            if candles:
+                events.extend(candles)
+        if gaps:
+            events.extend(gaps)
+        for event in events:
+            if type(event) is Gap:
+                assert isinstance(event, Gap)
+                self._gap_found(event)
+        await self.publish(events)
+
+    def _gap_found(self, gap: Gap) -> None:
+        self.metrics.inc("gaps_total", provider=gap.provider, reason=gap.reason)
+        emit(WARNING, "gap.detected", provider=gap.provider, symbol=gap.symbol, kind=gap.kind,
+             reason=gap.reason, start=gap.start, end=gap.end,
+             seconds=round((gap.end - gap.start) / 1e9, 3))
+        self.on_gaps((gap,))
+
+    def malformed(self, frame: bytes | str, reason: str) -> None:
+        """Count, log and keep aside one frame that could not be used."""
+        self.metrics.inc("malformed_total", provider=self.provider)
+        text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
+        excerpt = text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
+        emit(WARNING, "message.malformed", reason, provider=self.provider, source=self.label,
+             excerpt=excerpt)
+        self.deadletter.keep(self.label, self.provider, reason, frame)
+
+    def notice(self, notice: Notice) -> None:
+        """Log and count what the provider said that is not data."""
+        self.metrics.inc("notices_total", provider=self.provider)
+        event = "subscription.rejected" if notice.symbol else "provider.error"
+        emit(WARNING, event, notice.message, provider=self.provider, source=self.label,
+             **({"symbol": notice.symbol} if notice.symbol else {}),
+             **({"code": notice.code} if notice.code else {}))
+        if notice.fatal:
+            raise ProviderClosed(notice.message)
+
+
+class ProviderClosed(Exception):
+    """A provider notice asked for the connection to be dropped and reopened."""
+
+
+__all__ = ("FrameHandler", "ProviderClosed", "check_values")

@@ -1,0 +1,234 @@
+"""The candle builder: trades (or quote mids) in, OHLCV candles out, for every provider.
+
+Buckets are aligned on event time (``ts - ts % interval``). A bucket closes when the local clock,
+corrected by the provider's observed lag, passes its end plus ``grace``: so a candle closes on
+time even when no trade follows, and a trade that arrives a little late still lands in its own
+bucket. A trade for a bucket closed within the last few intervals re-emits that candle with the
+correction (sinks upsert by key); an older one is counted in ``candles_late_total`` and changes
+no candle (the trade itself is still stored). While a bucket forms, its candle is emitted every
+``forming_every`` with ``closed=False``.
+
+Where a provider streams its own candles for an interval, the builder does not build that
+interval for that symbol: a streamed candle is never overwritten by a built one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+from tickwire.events import INTERVAL_NS, Candle, CandleBasis, Event, Interval, Quote, Trade
+from tickwire.metrics import Metrics
+
+_TWO = Decimal(2)
+#: How many closed buckets per key stay open to late corrections.
+KEEP_CLOSED = 3
+
+
+class _Bucket:
+    __slots__ = ("close", "closed", "dirty", "high", "low", "open", "start", "trades", "volume")
+
+    def __init__(self, start: int, price: Decimal, size: Decimal | None) -> None:
+        self.start = start
+        self.open = self.high = self.low = self.close = price
+        self.volume = size
+        self.trades = 1
+        self.closed = False
+        self.dirty = True
+
+
+class _Series:
+    """The buckets of one (provider, symbol, interval)."""
+
+    __slots__ = ("buckets", "interval", "length", "provider", "symbol")
+
+    def __init__(self, provider: str, symbol: str, interval: Interval) -> None:
+        self.provider = provider
+        self.symbol = symbol
+        self.interval: Interval = interval
+        self.length = INTERVAL_NS[interval]
+        #: start -> bucket, oldest first (insertion order is time order in practice).
+        self.buckets: dict[int, _Bucket] = {}
+
+
+class CandleBuilder:
+    """Builds candles for ``intervals`` from the trades (and quotes) it is shown.
+
+    :param intervals: the intervals to build.
+    :param grace: nanoseconds after a bucket's end before it closes.
+    :param basis: per provider, what to build from when it has no trades (``mid`` or ``bid``).
+    :param streamed: per provider, intervals it streams itself (not built).
+    """
+
+    def __init__(
+        self,
+        intervals: Sequence[Interval],
+        *,
+        grace: int = 2_000_000_000,
+        basis: dict[str, CandleBasis] | None = None,
+        streamed: dict[str, frozenset[str]] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.intervals: tuple[Interval, ...] = tuple(intervals)
+        self.grace = grace
+        self.basis = basis or {}
+        self.streamed = streamed or {}
+        self.metrics = metrics
+        self._series: dict[tuple[str, str], list[_Series]] = {}
+        self._skip: set[tuple[str, str, str]] = set()
+        self._lag: dict[str, int] = {}
+
+    # ---- input ---------------------------------------------------------------------------
+
+    def _series_for(self, provider: str, symbol: str) -> list[_Series]:
+        key = (provider, symbol)
+        series = self._series.get(key)
+        if series is None:
+            skip = self.streamed.get(provider, frozenset())
+            series = [
+                _Series(provider, symbol, iv)
+                for iv in self.intervals
+                if iv not in skip and (provider, symbol, iv) not in self._skip
+            ]
+            self._series[key] = series
+        return series
+
+    def process(self, events: Iterable[Event]) -> list[Candle]:
+        """Take in a batch of events; return the candles corrected by late trades."""
+        out: list[Candle] = []
+        for event in events:
+            cls = type(event)
+            if cls is Trade:
+                assert isinstance(event, Trade)
+                if self.basis.get(event.provider, "trade") == "trade":
+                    self._add(event.provider, event.symbol, event.ts, event.received_ts,
+                              event.price, event.size, out)
+            elif cls is Quote:
+                assert isinstance(event, Quote)
+                basis = self.basis.get(event.provider, "trade")
+                if basis == "mid" and event.bid is not None and event.ask is not None:
+                    price = (event.bid + event.ask) / _TWO
+                elif basis == "bid" and event.bid is not None:
+                    price = event.bid
+                else:
+                    continue
+                self._add(event.provider, event.symbol, event.ts, event.received_ts, price,
+                          None, out)
+            elif cls is Candle:
+                assert isinstance(event, Candle)
+                if event.source == "stream":
+                    self._stop_building(event.provider, event.symbol, event.interval)
+        return out
+
+    def _stop_building(self, provider: str, symbol: str, interval: str) -> None:
+        key = (provider, symbol, interval)
+        if key in self._skip:
+            return
+        self._skip.add(key)
+        series = self._series.get((provider, symbol))
+        if series is not None:
+            self._series[(provider, symbol)] = [s for s in series if s.interval != interval]
+
+    def _add(
+        self,
+        provider: str,
+        symbol: str,
+        ts: int,
+        received_ts: int,
+        price: Decimal,
+        size: Decimal | None,
+        out: list[Candle],
+    ) -> None:
+        self._lag[provider] = received_ts - ts
+        for series in self._series_for(provider, symbol):
+            start = ts - ts % series.length
+            buckets = series.buckets
+            bucket = buckets.get(start)
+            if bucket is None:
+                if buckets and start < next(iter(buckets)):
+                    if self.metrics is not None:
+                        self.metrics.inc("candles_late_total", provider=provider)
+                    continue
+                buckets[start] = _Bucket(start, price, size)
+                if len(buckets) > 1 and start < max(buckets):
+                    series.buckets = dict(sorted(buckets.items()))
+                continue
+            if price > bucket.high:
+                bucket.high = price
+            elif price < bucket.low:
+                bucket.low = price
+            bucket.close = price
+            if size is not None:
+                bucket.volume = size if bucket.volume is None else bucket.volume + size
+            bucket.trades += 1
+            bucket.dirty = True
+            if bucket.closed:
+                out.append(self._candle(series, bucket))
+                bucket.dirty = False
+
+    # ---- time ----------------------------------------------------------------------------
+
+    def tick(self, now_ns: int, *, forming: bool = True) -> list[Candle]:
+        """Close the buckets whose time has come; with ``forming``, emit the changed open ones."""
+        out: list[Candle] = []
+        grace = self.grace
+        for series_list in self._series.values():
+            for series in series_list:
+                if not series.buckets:
+                    continue
+                lag = max(self._lag.get(series.provider, 0), 0)
+                horizon = now_ns - lag - grace
+                closed_kept = 0
+                for bucket in reversed(series.buckets.values()):
+                    if bucket.closed:
+                        closed_kept += 1
+                        continue
+                    if bucket.start + series.length <= horizon:
+                        bucket.closed = True
+                        closed_kept += 1
+                        out.append(self._candle(series, bucket))
+                        bucket.dirty = False
+                    elif forming and bucket.dirty:
+                        out.append(self._candle(series, bucket))
+                        bucket.dirty = False
+                if closed_kept > KEEP_CLOSED:
+                    self._prune(series)
+        return out
+
+    @staticmethod
+    def _prune(series: _Series) -> None:
+        closed = [s for s, b in series.buckets.items() if b.closed]
+        for start in closed[: len(closed) - KEEP_CLOSED]:
+            del series.buckets[start]
+
+    def flush(self) -> list[Candle]:
+        """At shutdown: the still-forming candles as they stand (``closed=False``)."""
+        out: list[Candle] = []
+        for series_list in self._series.values():
+            for series in series_list:
+                for bucket in series.buckets.values():
+                    if not bucket.closed and bucket.dirty:
+                        out.append(self._candle(series, bucket))
+                        bucket.dirty = False
+        return out
+
+    def _candle(self, series: _Series, bucket: _Bucket) -> Candle:
+        basis = self.basis.get(series.provider, "trade")
+        return Candle(
+            provider=series.provider,
+            symbol=series.symbol,
+            interval=series.interval,
+            start=bucket.start,
+            open=bucket.open,
+            high=bucket.high,
+            low=bucket.low,
+            close=bucket.close,
+            volume=bucket.volume,
+            trades=bucket.trades if basis == "trade" else None,
+            basis=basis,
+            closed=bucket.closed,
+            source="built",
+        )
+
+
+__all__ = ("KEEP_CLOSED", "CandleBuilder")

@@ -1,0 +1,243 @@
+"""The ``tickwire`` command: run, demo, plugins, check.
+
+Errors a user can fix (a bad config key, a plugin that is not installed) are printed as one
+clear message and exit status 2, never as a traceback. Ctrl-C and SIGTERM stop the pipeline
+cleanly: the sources end, every sink is flushed, and the command exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from tickwire import _log
+from tickwire._plugins import Plugins
+from tickwire.events import Quote, Trade
+from tickwire.pipeline import Pipeline
+from tickwire.settings import ConfigError, Settings, load_settings, origin_of
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tickwire",
+        description="Stream market data from providers into your stores.",
+    )
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="auto", choices=["auto", "text", "json"],
+                        help="text on a terminal, JSON lines otherwise (default: auto)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the pipeline (embedded default without a config)")
+    run.add_argument("-c", "--config", type=Path, help="config file (default: ./tickwire.toml)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+
+    demo = sub.add_parser("demo", help="offline: a simulated exchange through the full "
+                          "pipeline into SQLite")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--db", type=Path, default=Path("tickwire.db"), help="SQLite file")
+    demo.add_argument("--rate", type=float, default=20.0, help="simulated trades per second")
+    demo.add_argument("--provider", default=None,
+                      help="which installed provider's simulator (default: coinbase)")
+
+    plugins = sub.add_parser("plugins", help="installed plugins, capabilities and limits")
+    plugins.add_argument("--json", action="store_true", help="machine-readable output")
+
+    check = sub.add_parser("check", help="validate the config and try every connection")
+    check.add_argument("-c", "--config", type=Path, help="config file")
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds per connection")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tickwire`` command; returns the exit status."""
+    args = _parser().parse_args(argv)
+    _log.configure(args.log_level, args.log_format)
+    try:
+        if args.command == "run":
+            settings = load_settings(args.config)
+            return anyio.run(_run, Pipeline(settings), args.duration, None)
+        if args.command == "demo":
+            return anyio.run(_demo, args)
+        if args.command == "plugins":
+            return _plugins(args.json)
+        if args.command == "check":
+            return anyio.run(_check, load_settings(args.config), args.timeout)
+    except ConfigError as exc:
+        print(f"tickwire: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def _run(pipeline: Pipeline, duration: float | None, view: Any) -> int:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signal, pipeline, tg.cancel_scope)
+        tg.start_soon(_report, pipeline, view)
+        await pipeline.run(duration)
+        tg.cancel_scope.cancel()
+    return 0
+
+
+async def _stop_on_signal(pipeline: Pipeline, scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            _log.emit(20, "pipeline.stopping", signal=signal.Signals(signum).name)
+            pipeline.stop()
+            return
+
+
+async def _report(pipeline: Pipeline, view: Any) -> None:
+    """A status line every few seconds: what flowed, what each connection is doing."""
+    last: dict[str, float] = {}
+    every = 2.0 if view is not None else 10.0
+    while True:
+        await anyio.sleep(every)
+        counts = {name: pipeline.metrics.value("events_total", kind=name)
+                  for name in ("trade", "quote", "candle")}
+        rates = {k: (v - last.get(k, 0)) / every for k, v in counts.items()}
+        last = counts
+        states = ",".join(sorted({c["state"] for c in pipeline.status()["connections"]}))
+        written = {rs.label: rs.written for rs in pipeline.running_sinks}
+        fields: dict[str, Any] = {f"{k}s": int(v) for k, v in counts.items()}
+        fields.update({f"{k}s_per_s": round(v, 1) for k, v in rates.items()})
+        if view is not None:
+            fields["last"] = " ".join(f"{s}={p}" for s, p in sorted(view.items()))
+        _log.emit(20, "pipeline.status", connections=states, written=written, **fields)
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    plugins = Plugins()
+    candidates = [i for i in plugins.providers.values() if i.simulator is not None]
+    if args.provider:
+        candidates = [i for i in candidates if i.name == args.provider]
+    candidates.sort(key=lambda i: i.name != "coinbase")
+    if not candidates:
+        raise ConfigError(
+            "no installed provider ships a simulator for the demo; "
+            "'pip install tickwire-coinbase' has one"
+        )
+    info = candidates[0]
+    assert info.simulator is not None
+    async with info.simulator() as endpoints:
+        endpoints = dict(endpoints)
+        symbols = endpoints.pop("symbols", None) or ["BTC-USD", "ETH-USD"]
+        endpoints.pop("rate", None)
+        settings = Settings(
+            sources=[{"provider": info.name, "symbols": symbols,
+                      "channels": ["trades", "quotes"], **endpoints}],
+            sinks=[{"type": "sqlite", "path": str(args.db), "retention": "36500d"}],
+            candles={"intervals": ["1m"]},
+            bootstrap={"days": 0},
+        )
+        pipeline = Pipeline(settings, plugins=())
+        last_price: dict[str, Decimal] = {}
+        print(f"tickwire demo: {info.name} simulator at {endpoints.get('ws_url')} → "
+              f"{args.db} (Ctrl-C to stop)", file=sys.stderr)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_watch, pipeline, last_price)
+            await _run(pipeline, args.duration, last_price)
+            tg.cancel_scope.cancel()
+    print(f"tickwire demo: wrote {sum(rs.written for rs in pipeline.running_sinks)} rows "
+          f"to {args.db}", file=sys.stderr)
+    return 0
+
+
+async def _watch(pipeline: Pipeline, last_price: dict[str, Decimal]) -> None:
+    async for event in pipeline.events():
+        if isinstance(event, Trade):
+            last_price[event.symbol] = event.price
+        elif isinstance(event, Quote) and event.symbol not in last_price and event.bid:
+            last_price[event.symbol] = event.bid
+
+
+def _plugins(as_json: bool) -> int:
+    plugins = Plugins()
+    rows: list[dict[str, Any]] = []
+    for record in plugins.records:
+        row: dict[str, Any] = {
+            "plugin": record.name, "distribution": record.distribution,
+            "version": record.version, "error": record.error,
+            "providers": {}, "sinks": {},
+        }
+        for name in record.providers:
+            info = plugins.providers[name]
+            row["providers"][name] = {
+                "description": info.description,
+                "channels": sorted(info.capabilities.channels),
+                "trade_ids": info.capabilities.trade_ids,
+                "streamed_candles": sorted(info.capabilities.streamed_candles),
+                "backfill": sorted(info.capabilities.backfill),
+                "limits": {k: v for k, v in _struct(info.limits).items() if v is not None},
+                "simulator": info.simulator is not None,
+            }
+        for name in record.sinks:
+            row["sinks"][name] = {"description": plugins.sinks[name].description}
+        rows.append(row)
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        origin = row["distribution"] or "built-in"
+        version = f" {row['version']}" if row["version"] else ""
+        print(f"{row['plugin']}  ({origin}{version})")
+        if row["error"]:
+            print(f"  FAILED TO LOAD: {row['error']}")
+        for name, p in row["providers"].items():
+            print(f"  provider {name}: {p['description']}")
+            print(f"    channels: {', '.join(p['channels'])}; trade ids: {p['trade_ids']}")
+            if p["backfill"]:
+                print(f"    backfill: {', '.join(p['backfill'])}")
+            limits = ", ".join(f"{k}={v}" for k, v in p["limits"].items())
+            print(f"    limits: {limits}")
+        for name, s in row["sinks"].items():
+            print(f"  sink {name}: {s['description']}")
+    return 0
+
+
+def _struct(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__struct_fields__}
+
+
+async def _check(settings: Settings, timeout: float) -> int:
+    pipeline = Pipeline(settings)
+    print(f"config: {origin_of(settings)}: ok "
+          f"({len(pipeline.sources)} sources, {len(pipeline.running_sinks)} sinks)")
+    failures = 0
+    for conn in pipeline.connections:
+        started = time.monotonic()
+        try:
+            with anyio.fail_after(timeout):
+                async with conn.connector.open(conn.symbols):
+                    pass
+            print(f"source {conn.label}: connected in {time.monotonic() - started:.2f} s")
+        except Exception as exc:
+            failures += 1
+            reason = getattr(exc, "reason", type(exc).__name__)
+            print(f"source {conn.label}: FAILED ({reason}): {exc}")
+    for rs in pipeline.running_sinks:
+        try:
+            with anyio.fail_after(timeout):
+                await rs.sink.open()
+                await rs.sink.aclose()
+            print(f"sink {rs.label}: ok")
+        except Exception as exc:
+            failures += 1
+            print(f"sink {rs.label}: FAILED: {exc}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,105 @@
+"""In-process metrics the runner keeps for every provider and sink.
+
+A :class:`Metrics` holds counters, gauges and histograms keyed by name and labels. It is cheap
+to update on the hot path (a dict increment) and is what the Prometheus endpoint, the live view
+and tests read. Names (without the ``tickwire_`` prefix Prometheus adds):
+
+* ``events_total{provider,kind}``, ``frames_total{source}``, ``malformed_total{provider}``
+* ``notices_total{provider}``, ``reconnects_total{source,reason}``, ``stalls_total{source}``
+* ``gaps_total{provider,reason}``
+* ``sink_rows_total{sink}``, ``sink_batches_total{sink}``, ``sink_errors_total{sink}``,
+  ``sink_queue{sink}`` (gauge), ``sink_write_seconds{sink}`` (histogram)
+* ``latency_seconds{provider}``: exchange time to receive time (histogram)
+* ``candles_late_total{provider}``: trades too late to change any kept candle
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+Labels = tuple[tuple[str, str], ...]
+
+#: Histogram bucket upper bounds in seconds (latency and write time).
+DEFAULT_BUCKETS: tuple[float, ...] = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+
+@dataclass
+class Histogram:
+    """Cumulative-bucket histogram (Prometheus semantics) with sum and count."""
+
+    buckets: Sequence[float] = DEFAULT_BUCKETS
+    counts: list[int] = field(default_factory=list)
+    total: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.buckets) + 1)
+
+    def observe(self, value: float) -> None:
+        """Record one observation."""
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.total += value
+        self.count += 1
+
+    def quantile(self, q: float) -> float | None:
+        """An upper-bound estimate of quantile ``q`` (the bucket bound it falls in)."""
+        if self.count == 0:
+            return None
+        rank = q * self.count
+        seen = 0
+        for bound, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            seen += n
+            if seen >= rank:
+                return bound
+        return float("inf")
+
+
+class Metrics:
+    """Counters, gauges and histograms, labelled; one per :class:`~tickwire.Pipeline`."""
+
+    def __init__(self) -> None:
+        self.counters: defaultdict[tuple[str, Labels], float] = defaultdict(float)
+        self.gauges: dict[tuple[str, Labels], float] = {}
+        self.histograms: dict[tuple[str, Labels], Histogram] = {}
+
+    @staticmethod
+    def _key(name: str, labels: dict[str, str]) -> tuple[str, Labels]:
+        return name, tuple(sorted(labels.items()))
+
+    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
+        """Add ``amount`` to counter ``name``."""
+        self.counters[self._key(name, labels)] += amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        """Set gauge ``name``."""
+        self.gauges[self._key(name, labels)] = value
+
+    def histogram(self, name: str, **labels: str) -> Histogram:
+        """The histogram ``name`` with ``labels`` (created on first use)."""
+        key = self._key(name, labels)
+        hist = self.histograms.get(key)
+        if hist is None:
+            hist = self.histograms[key] = Histogram()
+        return hist
+
+    def value(self, name: str, **labels: str) -> float:
+        """A counter's or gauge's value; with fewer labels, the sum over the rest."""
+        want = set(labels.items())
+        total = 0.0
+        for (n, lab), v in (*self.counters.items(), *self.gauges.items()):
+            if n == name and want <= set(lab):
+                total += v
+        return total
+
+    def series(self) -> Iterator[tuple[str, dict[str, str], float]]:
+        """Every counter and gauge as ``(name, labels, value)``."""
+        for (name, labels), value in (*self.counters.items(), *self.gauges.items()):
+            yield name, dict(labels), value
+
+
+__all__ = ("DEFAULT_BUCKETS", "Histogram", "Metrics")

@@ -1,0 +1,18 @@
+"""The conformance kit for plugin authors: ``pip install tickwire[testing]``.
+
+* :func:`check_provider` and :func:`check_sink`: contract checks as plain async functions (no
+  pytest needed) that any provider or sink plugin runs against its own fake server or store;
+* :class:`MemorySink`: a sink that keeps what it is given, for assertions;
+* ``tickwire.testing.strategies``: hypothesis strategies for events;
+* ``tickwire.testing.pytest_plugin``: fixtures, enabled with one line in a ``conftest.py``::
+
+      pytest_plugins = ["tickwire.testing.pytest_plugin"]
+"""
+
+from tickwire.testing.memory import MemorySink as MemorySink
+from tickwire.testing.provider import FakeServer as FakeServer
+from tickwire.testing.provider import ProviderReport as ProviderReport
+from tickwire.testing.provider import check_provider as check_provider
+from tickwire.testing.sink import check_sink as check_sink
+
+__all__ = ("FakeServer", "MemorySink", "ProviderReport", "check_provider", "check_sink")
