@@ -626,6 +626,7 @@ class FakeCoinbase:
             await self._error(client, "No channels provided")
             return
         added: list[tuple[str, str]] = []
+        invalid: set[str] = set()
         for item in channels:
             if isinstance(item, str):
                 name, products = item, root
@@ -647,7 +648,9 @@ class FakeCoinbase:
                 continue
             for product in products:
                 if not self._valid_product(product):
-                    await self._error(client, f"{product} is not a valid product")
+                    if repr(product) not in invalid:  # one error per product and message
+                        invalid.add(repr(product))
+                        await self._error(client, f"{product} is not a valid product")
                     continue
                 subscribed = client.channels.setdefault(name, set())
                 if kind == "subscribe":
