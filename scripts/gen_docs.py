@@ -30,14 +30,24 @@ def hooks_page() -> str:
         inspect.getdoc(hookspecs) or "",
         "",
     ]
-    for group, names in (("Discovery hooks", hookspecs.DISCOVERY_HOOKS),
-                         ("Stage hooks", hookspecs.STAGE_HOOKS)):
+    for group, names in (
+        ("Discovery hooks", hookspecs.DISCOVERY_HOOKS),
+        ("Stage hooks", hookspecs.STAGE_HOOKS),
+    ):
         out += [f"# {group}", ""]
         for name in names:
             spec = getattr(hookspecs, name)
             sig = str(inspect.signature(spec)).replace("'", "")
-            out += [f"## `{name}`", "", "```python", f"def {name}{sig}", "```", "",
-                    inspect.getdoc(spec) or "", ""]
+            out += [
+                f"## `{name}`",
+                "",
+                "```python",
+                f"def {name}{sig}",
+                "```",
+                "",
+                inspect.getdoc(spec) or "",
+                "",
+            ]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -51,22 +61,34 @@ def _model_table(model: type[BaseModel], skip: set[str] = frozenset()) -> list[s
     for name, field in model.model_fields.items():
         if name in skip:
             continue
-        default = "required" if field.is_required() else repr(
-            field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+        default = (
+            "required"
+            if field.is_required()
+            else repr(
+                field.default_factory() if field.default_factory else field.default  # type: ignore[call-arg]
+            )
         )
-        rows.append(f"| `{name}` | {_type(field.annotation)} | `{default}` | "
-                    f"{field.description or ''} |")
+        rows.append(
+            f"| `{name}` | {_type(field.annotation)} | `{default}` | {field.description or ''} |"
+        )
     return rows
 
 
 def config_page() -> str:
-    out = ["# Configuration reference", "",
-           "Generated from the settings models by `scripts/gen_docs.py`; do not edit.", "",
-           inspect.getdoc(settings) or "", ""]
-    for title, model in (("[candles]", settings.CandleSettings),
-                         ("[bootstrap]", settings.BootstrapSettings),
-                         ("[metrics]", settings.MetricsSettings),
-                         ("[runner]", settings.RunnerSettings)):
+    out = [
+        "# Configuration reference",
+        "",
+        "Generated from the settings models by `scripts/gen_docs.py`; do not edit.",
+        "",
+        inspect.getdoc(settings) or "",
+        "",
+    ]
+    for title, model in (
+        ("[candles]", settings.CandleSettings),
+        ("[bootstrap]", settings.BootstrapSettings),
+        ("[metrics]", settings.MetricsSettings),
+        ("[runner]", settings.RunnerSettings),
+    ):
         out += [f"## `{title}`", "", inspect.getdoc(model) or "", "", *_model_table(model), ""]
     out += ["## `[[sources]]` (every provider)", "", *_model_table(settings.SourceSettings), ""]
     out += ["## `[[sinks]]` (every sink)", "", *_model_table(settings.SinkSettings), ""]
@@ -74,11 +96,23 @@ def config_page() -> str:
     base_source = set(settings.SourceSettings.model_fields)
     base_sink = set(settings.SinkSettings.model_fields)
     for name, info in sorted(plugins.providers.items()):
-        out += [f"## `[[sources]] provider = \"{name}\"`", "", inspect.getdoc(info.settings) or "",
-                "", *_model_table(info.settings, base_source - {"ws_url", "rest_url"}), ""]
+        out += [
+            f'## `[[sources]] provider = "{name}"`',
+            "",
+            inspect.getdoc(info.settings) or "",
+            "",
+            *_model_table(info.settings, base_source - {"ws_url", "rest_url"}),
+            "",
+        ]
     for name, sink in sorted(plugins.sinks.items()):
-        out += [f"## `[[sinks]] type = \"{name}\"`", "", inspect.getdoc(sink.settings) or "", "",
-                *_model_table(sink.settings, base_sink - {"retention"}), ""]
+        out += [
+            f'## `[[sinks]] type = "{name}"`',
+            "",
+            inspect.getdoc(sink.settings) or "",
+            "",
+            *_model_table(sink.settings, base_sink - {"retention"}),
+            "",
+        ]
     return "\n".join(out).rstrip() + "\n"
 
 

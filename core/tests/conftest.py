@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from jsonfeed import FakeFeed  # noqa: E402
+from jsonfeed import FakeFeed
 
 pytest_plugins = ["tickwire.testing.pytest_plugin"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from decimal import Decimal
 from typing import Any
 
@@ -74,8 +74,18 @@ def normalize(frame: bytes | str, received_ts: int) -> list[Item]:
         except ArithmeticError:
             raise MalformedFrame("bad decimal") from None
         side = msg.side if msg.side in ("buy", "sell") else None
-        return [Trade("jsonfeed", msg.s, msg.t, received_ts, price, size, side,  # type: ignore[arg-type]
-                      None if msg.id is None else str(msg.id))]
+        return [
+            Trade(
+                "jsonfeed",
+                msg.s,
+                msg.t,
+                received_ts,
+                price,
+                size,
+                side,  # type: ignore[arg-type]
+                None if msg.id is None else str(msg.id),
+            )
+        ]
     if msg.type == "ping":
         return [Heartbeat("jsonfeed")]
     if msg.type == "error":
@@ -90,13 +100,19 @@ class Subscriber:
 
 @hookimpl
 def tickwire_register_providers(register: ProviderRegistrar) -> None:
-    register(ProviderInfo(
-        "jsonfeed", JsonFeedSettings,
-        Capabilities(channels=frozenset({"trades"}), trade_ids="sequential",
-                     backfill=frozenset({"trades"})),
-        Limits(keepalive=KEEPALIVE, messages_per_second=50, subscribe_within=2),
-        description="core's test provider",
-    ))
+    register(
+        ProviderInfo(
+            "jsonfeed",
+            JsonFeedSettings,
+            Capabilities(
+                channels=frozenset({"trades"}),
+                trade_ids="sequential",
+                backfill=frozenset({"trades"}),
+            ),
+            Limits(keepalive=KEEPALIVE, messages_per_second=50, subscribe_within=2),
+            description="core's test provider",
+        )
+    )
 
 
 @hookimpl
@@ -155,17 +171,32 @@ class FakeFeed:
             return
         data = obj if isinstance(obj, str) else json.dumps(obj)
         for ws in list(self.clients):
-            try:
+            with suppress(websockets.ConnectionClosed):
                 await ws.send(data)
-            except websockets.ConnectionClosed:
-                pass
 
-    async def trade(self, symbol: str, price: str, size: str = "1", *, ts: int | None = None,
-                    side: str = "buy", skip: int = 0) -> int:
+    async def trade(
+        self,
+        symbol: str,
+        price: str,
+        size: str = "1",
+        *,
+        ts: int | None = None,
+        side: str = "buy",
+        skip: int = 0,
+    ) -> int:
         tid = self.next_id.get(symbol, 100) + skip
         self.next_id[symbol] = tid + 1
-        await self.broadcast({"type": "trade", "s": symbol, "p": price, "q": size,
-                              "t": ts if ts is not None else _now(), "id": tid, "side": side})
+        await self.broadcast(
+            {
+                "type": "trade",
+                "s": symbol,
+                "p": price,
+                "q": size,
+                "t": ts if ts is not None else _now(),
+                "id": tid,
+                "side": side,
+            }
+        )
         return tid
 
     async def send_raw(self, frame: str) -> None:

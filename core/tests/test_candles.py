@@ -26,8 +26,12 @@ def reference(trades: list[Trade], interval: str) -> dict[tuple[str, int], tuple
         buckets.setdefault(t.ts - t.ts % length, []).append(t)
     return {
         (interval, start): (
-            ts[0].price, max(t.price for t in ts), min(t.price for t in ts), ts[-1].price,
-            sum((t.size for t in ts), Decimal(0)), len(ts),
+            ts[0].price,
+            max(t.price for t in ts),
+            min(t.price for t in ts),
+            ts[-1].price,
+            sum((t.size for t in ts), Decimal(0)),
+            len(ts),
         )
         for start, ts in buckets.items()
     }
@@ -54,8 +58,10 @@ def test_ohlcv_equals_direct_computation(trades: list[Trade], interval: str) -> 
         out += builder.process([t])
         out += builder.tick(t.ts, forming=False)  # the clock follows the trades
     out += builder.tick(trades[-1].ts + 10 * INTERVAL_NS[interval])
-    got = {k: (c.open, c.high, c.low, c.close, c.volume, c.trades)
-           for k, c in final_candles(out).items()}
+    got = {
+        k: (c.open, c.high, c.low, c.close, c.volume, c.trades)
+        for k, c in final_candles(out).items()
+    }
     assert got == reference(trades, interval)
     assert all(c.closed for c in final_candles(out).values())
 
@@ -73,7 +79,7 @@ def test_late_trades_within_the_kept_buckets_correct_the_candle(trades, rnd) -> 
     got = final_candles(out)
     ref = reference(trades, "1m")
     assert set(got) == set(ref)
-    for key, (o, h, lo, c, v, n) in ref.items():
+    for key, (_o, h, lo, _c, v, n) in ref.items():
         candle = got[key]
         assert (candle.high, candle.low, candle.volume, candle.trades) == (h, lo, v, n)
 
@@ -98,20 +104,23 @@ def test_provider_lag_delays_closing() -> None:
 
 
 def test_mid_basis_from_quotes_and_streamed_intervals_are_not_built() -> None:
-    builder = CandleBuilder(["1m", "5m"], grace=0, basis={"ig": "mid"},
-                            streamed={"ig": frozenset({"5m"})})
+    builder = CandleBuilder(
+        ["1m", "5m"], grace=0, basis={"ig": "mid"}, streamed={"ig": frozenset({"5m"})}
+    )
     t0 = 1_700_000_000 * S - (1_700_000_000 * S) % (300 * S)
     builder.process([Quote("ig", "E", t0, t0, Decimal("1.1000"), None, Decimal("1.1002"), None)])
     out = builder.tick(t0 + 600 * S)
     assert [(c.interval, c.close, c.basis, c.volume, c.trades) for c in out] == [
-        ("1m", Decimal("1.1001"), "mid", None, None)]
+        ("1m", Decimal("1.1001"), "mid", None, None)
+    ]
 
 
 def test_a_streamed_candle_stops_building_that_interval() -> None:
     builder = CandleBuilder(["1m"], grace=0)
     t0 = 1_700_000_000 * S - (1_700_000_000 * S) % (60 * S)
-    streamed = Candle("p", "X", "1m", t0, Decimal(1), Decimal(1), Decimal(1), Decimal(1),
-                      source="stream")
+    streamed = Candle(
+        "p", "X", "1m", t0, Decimal(1), Decimal(1), Decimal(1), Decimal(1), source="stream"
+    )
     builder.process([streamed])
     builder.process([Trade("p", "X", t0, t0, Decimal(2), Decimal(1))])
     assert builder.tick(t0 + 120 * S) == []

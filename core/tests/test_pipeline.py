@@ -14,7 +14,7 @@ from jsonfeed import FakeFeed
 
 from tickwire import Pipeline, Settings
 from tickwire.events import Candle, Gap, Trade
-from tickwire.testing import MemorySink, check_provider
+from tickwire.testing import check_provider
 
 pytestmark = pytest.mark.anyio
 
@@ -31,16 +31,25 @@ async def test_trades_flow_into_the_sink_with_exact_values(feed, make_pipeline, 
         await feed.trade("BBB", "7", "3")
         await memory_sink.wait_for(lambda m: len(m.of("trade")) == 2)
     first = memory_sink.of("trade")[0]
-    assert first == Trade("jsonfeed", "AAA", 1_700_000_000_123_456_789, first.received_ts,
-                          Decimal("101.50000000"), Decimal("0.25"), "sell", "100")
+    assert first == Trade(
+        "jsonfeed",
+        "AAA",
+        1_700_000_000_123_456_789,
+        first.received_ts,
+        Decimal("101.50000000"),
+        Decimal("0.25"),
+        "sell",
+        "100",
+    )
     assert str(first.price) == "101.50000000"
     assert feed.subscribes == [["AAA", "BBB"]]
     assert memory_sink.closed
 
 
 async def test_candles_close_on_time_without_a_following_trade(feed, make_pipeline, memory_sink):
-    pipeline = make_pipeline([source(feed)], intervals=["1s"], plugins=[jsonfeed],
-                             entry_points=False)
+    pipeline = make_pipeline(
+        [source(feed)], intervals=["1s"], plugins=[jsonfeed], entry_points=False
+    )
     pipeline.settings.candles.grace = __import__("datetime").timedelta(milliseconds=50)
     pipeline.builder.grace = 50_000_000  # type: ignore[union-attr]
     async with pipeline:
@@ -52,12 +61,20 @@ async def test_candles_close_on_time_without_a_following_trade(feed, make_pipeli
         for p in ("10", "12", "9", "11"):
             await feed.trade("AAA", p, "2", ts=start + 1000)
         await memory_sink.wait_for(
-            lambda m: any(isinstance(e, Candle) and e.closed for e in m.events), timeout=5)
+            lambda m: any(isinstance(e, Candle) and e.closed for e in m.events), timeout=5
+        )
     closed = [e for e in memory_sink.of("candle") if e.closed]
     assert len(closed) == 1
     c = closed[0]
     assert (c.start, c.open, c.high, c.low, c.close, c.volume, c.trades) == (
-        start, Decimal(10), Decimal(12), Decimal(9), Decimal(11), Decimal(8), 4)
+        start,
+        Decimal(10),
+        Decimal(12),
+        Decimal(9),
+        Decimal(11),
+        Decimal(8),
+        4,
+    )
     assert c.source == "built" and c.interval == "1s"
 
 
@@ -96,14 +113,15 @@ async def test_malformed_frames_are_counted_kept_aside_and_skipped(
         await feed.wait_clients()
         await feed.send_raw("{not json at all")
         await feed.send_raw(json.dumps({"type": "trade", "s": "AAA"}))
-        await feed.send_raw(json.dumps({"type": "trade", "s": "AAA", "p": "-1", "q": "1",
-                                        "t": 1, "id": 1}))
+        await feed.send_raw(
+            json.dumps({"type": "trade", "s": "AAA", "p": "-1", "q": "1", "t": 1, "id": 1})
+        )
         await feed.trade("AAA", "5")
         await memory_sink.wait_for(lambda m: len(m.of("trade")) == 1)
     assert pipeline.metrics.value("malformed_total", provider="jsonfeed") == 3
     lines = (tmp_path / "deadletter" / "jsonfeed.jsonl").read_text().splitlines()
     kept = [json.loads(line) for line in lines]
-    assert [k["frame"] for k in kept][0] == "{not json at all"
+    assert next(k["frame"] for k in kept) == "{not json at all"
     assert "not positive" in kept[2]["reason"]
     assert sum("message.malformed" in r.getMessage() for r in caplog.records) == 3
 
@@ -118,7 +136,12 @@ async def test_trade_id_hole_becomes_a_gap(feed, make_pipeline, memory_sink):
     (gap,) = memory_sink.of("gap")
     assert isinstance(gap, Gap)
     assert (gap.symbol, gap.kind, gap.start, gap.end, gap.reason) == (
-        "AAA", "trades", 1_000, 5_000, "sequence")
+        "AAA",
+        "trades",
+        1_000,
+        5_000,
+        "sequence",
+    )
 
 
 async def test_failing_sink_is_retried_and_loses_nothing(feed, make_pipeline, memory_sink):
@@ -134,10 +157,15 @@ async def test_failing_sink_is_retried_and_loses_nothing(feed, make_pipeline, me
 
 
 async def test_embedding_taps_events_inside_the_apps_own_loop(feed, tmp_path):
-    settings = Settings(sources=[source(feed)], sinks=[], bootstrap={"days": 0},
-                        runner={"deadletter": str(tmp_path)})
+    settings = Settings(
+        sources=[source(feed)],
+        sinks=[],
+        bootstrap={"days": 0},
+        runner={"deadletter": str(tmp_path)},
+    )
     got: list[Trade] = []
     async with Pipeline(settings, plugins=[jsonfeed], entry_points=False) as pipeline:
+
         async def produce() -> None:
             await feed.wait_clients()
             for i in range(5):
@@ -154,8 +182,11 @@ async def test_embedding_taps_events_inside_the_apps_own_loop(feed, tmp_path):
 
 
 async def test_symbols_are_split_over_connections(feed, make_pipeline, memory_sink):
-    pipeline = make_pipeline([source(feed, symbols=["A", "B", "C"], symbols_per_connection=2)],
-                             plugins=[jsonfeed], entry_points=False)
+    pipeline = make_pipeline(
+        [source(feed, symbols=["A", "B", "C"], symbols_per_connection=2)],
+        plugins=[jsonfeed],
+        entry_points=False,
+    )
     async with pipeline:
         await feed.wait_clients(2)
     assert sorted(map(tuple, feed.subscribes)) == [("A", "B"), ("C",)]
@@ -164,8 +195,9 @@ async def test_symbols_are_split_over_connections(feed, make_pipeline, memory_si
 async def test_conformance_kit_passes_for_the_test_provider(feed, tmp_path):
     async with anyio.create_task_group() as tg:
         tg.start_soon(feed.market, ["AAA", "BBB"])
-        report = await check_provider(source(feed), feed, plugins=[jsonfeed],
-                                      entry_points=False, deadletter=tmp_path)
+        report = await check_provider(
+            source(feed), feed, plugins=[jsonfeed], entry_points=False, deadletter=tmp_path
+        )
         tg.cancel_scope.cancel()
     assert report.reconnects >= 1 and report.malformed == 1
     assert report.symbols_seen == {"AAA", "BBB"}
@@ -173,9 +205,11 @@ async def test_conformance_kit_passes_for_the_test_provider(feed, tmp_path):
 
 async def test_unreachable_provider_retries_with_growing_backoff(make_pipeline, caplog):
     caplog.set_level(logging.INFO, logger="tickwire")
-    pipeline = make_pipeline([{"provider": "jsonfeed", "symbols": ["A"],
-                               "ws_url": "ws://127.0.0.1:1"}],
-                             plugins=[jsonfeed], entry_points=False)
+    pipeline = make_pipeline(
+        [{"provider": "jsonfeed", "symbols": ["A"], "ws_url": "ws://127.0.0.1:1"}],
+        plugins=[jsonfeed],
+        entry_points=False,
+    )
     async with pipeline:
         await anyio.sleep(1.5)
     failed = [r for r in caplog.records if r.getMessage().startswith("connection.failed")]

@@ -18,11 +18,18 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("30d", timedelta(days=30)), ("12h", timedelta(hours=12)), ("15m", timedelta(minutes=15)),
-    ("10s", timedelta(seconds=10)), ("250ms", timedelta(milliseconds=250)),
-    ("36500d", timedelta(days=36500)), (5, timedelta(seconds=5)),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("15m", timedelta(minutes=15)),
+        ("10s", timedelta(seconds=10)),
+        ("250ms", timedelta(milliseconds=250)),
+        ("36500d", timedelta(days=36500)),
+        (5, timedelta(seconds=5)),
+    ],
+)
 def test_durations(text, expected) -> None:
     assert parse_duration(text) == expected
 
@@ -30,20 +37,28 @@ def test_durations(text, expected) -> None:
 def test_embedded_default_without_a_file(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings()
-    assert settings.sources == [{"provider": "coinbase", "symbols": ["BTC-USD", "ETH-USD"],
-                                 "channels": ["trades", "quotes"]}]
+    assert settings.sources == [
+        {
+            "provider": "coinbase",
+            "symbols": ["BTC-USD", "ETH-USD"],
+            "channels": ["trades", "quotes"],
+        }
+    ]
     assert settings.sinks[0]["type"] == "sqlite"
     assert settings.candles.intervals == ["1m"]
 
 
 def test_file_and_environment_override(tmp_path, monkeypatch) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [[sources]]
 provider = "jsonfeed"
 symbols = ["A"]
 [candles]
 intervals = ["1m", "5m"]
-""")
+""",
+    )
     monkeypatch.setenv("TICKWIRE_CANDLES__INTERVALS", '["1h"]')
     assert load_settings(path).candles.intervals == ["1h"]
 
@@ -68,12 +83,15 @@ def test_invalid_toml_is_a_config_error(tmp_path) -> None:
 
 
 def test_source_key_validated_against_the_providers_model(tmp_path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [[sources]]
 provider = "jsonfeed"
 symbols = ["A"]
 wsurl = "ws://x"
-""")
+""",
+    )
     settings = load_settings(path)
     with pytest.raises(ConfigError) as err:
         Pipeline(settings, plugins=[jsonfeed], entry_points=False)
@@ -94,14 +112,17 @@ def test_channel_the_provider_cannot_stream(tmp_path) -> None:
 
 
 def test_duplicate_symbol_and_bad_duration(tmp_path) -> None:
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
 [[sources]]
 provider = "jsonfeed"
 symbols = ["A", "A"]
 [[sinks]]
 type = "null"
 retention = "30 days"
-""")
+""",
+    )
     with pytest.raises(ConfigError) as err:
         Pipeline(load_settings(path), plugins=[jsonfeed], entry_points=False)
     assert "listed twice" in str(err.value)

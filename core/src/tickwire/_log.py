@@ -51,7 +51,9 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            out.update({k: v if isinstance(v, int | float | bool) else str(v) for k, v in fields.items()})
+            out.update(
+                {k: v if isinstance(v, int | float | bool) else str(v) for k, v in fields.items()}
+            )
         detail = getattr(record, "detail", None)
         out["message"] = detail if detail is not None else record.getMessage()
         if record.exc_info:

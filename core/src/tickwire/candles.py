@@ -101,8 +101,15 @@ class CandleBuilder:
             if cls is Trade:
                 assert isinstance(event, Trade)
                 if self.basis.get(event.provider, "trade") == "trade":
-                    self._add(event.provider, event.symbol, event.ts, event.received_ts,
-                              event.price, event.size, out)
+                    self._add(
+                        event.provider,
+                        event.symbol,
+                        event.ts,
+                        event.received_ts,
+                        event.price,
+                        event.size,
+                        out,
+                    )
             elif cls is Quote:
                 assert isinstance(event, Quote)
                 basis = self.basis.get(event.provider, "trade")
@@ -112,8 +119,9 @@ class CandleBuilder:
                     price = event.bid
                 else:
                     continue
-                self._add(event.provider, event.symbol, event.ts, event.received_ts, price,
-                          None, out)
+                self._add(
+                    event.provider, event.symbol, event.ts, event.received_ts, price, None, out
+                )
             elif cls is Candle:
                 assert isinstance(event, Candle)
                 if event.source == "stream":

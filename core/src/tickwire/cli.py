@@ -33,23 +33,30 @@ def _parser() -> argparse.ArgumentParser:
         prog="tickwire",
         description="Stream market data from providers into your stores.",
     )
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--log-format", default="auto", choices=["auto", "text", "json"],
-                        help="text on a terminal, JSON lines otherwise (default: auto)")
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    parser.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "text", "json"],
+        help="text on a terminal, JSON lines otherwise (default: auto)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the pipeline (embedded default without a config)")
     run.add_argument("-c", "--config", type=Path, help="config file (default: ./tickwire.toml)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
 
-    demo = sub.add_parser("demo", help="offline: a simulated exchange through the full "
-                          "pipeline into SQLite")
+    demo = sub.add_parser(
+        "demo", help="offline: a simulated exchange through the full pipeline into SQLite"
+    )
     demo.add_argument("--duration", type=float, help="stop after this many seconds")
     demo.add_argument("--db", type=Path, default=Path("tickwire.db"), help="SQLite file")
     demo.add_argument("--rate", type=float, default=20.0, help="simulated trades per second")
-    demo.add_argument("--provider", default=None,
-                      help="which installed provider's simulator (default: coinbase)")
+    demo.add_argument(
+        "--provider", default=None, help="which installed provider's simulator (default: coinbase)"
+    )
 
     plugins = sub.add_parser("plugins", help="installed plugins, capabilities and limits")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
@@ -105,8 +112,10 @@ async def _report(pipeline: Pipeline, view: Any) -> None:
     every = 2.0 if view is not None else 10.0
     while True:
         await anyio.sleep(every)
-        counts = {name: pipeline.metrics.value("events_total", kind=name)
-                  for name in ("trade", "quote", "candle")}
+        counts = {
+            name: pipeline.metrics.value("events_total", kind=name)
+            for name in ("trade", "quote", "candle")
+        }
         rates = {k: (v - last.get(k, 0)) / every for k, v in counts.items()}
         last = counts
         states = ",".join(sorted({c["state"] for c in pipeline.status()["connections"]}))
@@ -136,22 +145,34 @@ async def _demo(args: argparse.Namespace) -> int:
         symbols = endpoints.pop("symbols", None) or ["BTC-USD", "ETH-USD"]
         endpoints.pop("rate", None)
         settings = Settings(
-            sources=[{"provider": info.name, "symbols": symbols,
-                      "channels": ["trades", "quotes"], **endpoints}],
+            sources=[
+                {
+                    "provider": info.name,
+                    "symbols": symbols,
+                    "channels": ["trades", "quotes"],
+                    **endpoints,
+                }
+            ],
             sinks=[{"type": "sqlite", "path": str(args.db), "retention": "36500d"}],
             candles={"intervals": ["1m"]},
             bootstrap={"days": 0},
         )
         pipeline = Pipeline(settings, plugins=())
         last_price: dict[str, Decimal] = {}
-        print(f"tickwire demo: {info.name} simulator at {endpoints.get('ws_url')} → "
-              f"{args.db} (Ctrl-C to stop)", file=sys.stderr)
+        print(
+            f"tickwire demo: {info.name} simulator at {endpoints.get('ws_url')} → "
+            f"{args.db} (Ctrl-C to stop)",
+            file=sys.stderr,
+        )
         async with anyio.create_task_group() as tg:
             tg.start_soon(_watch, pipeline, last_price)
             await _run(pipeline, args.duration, last_price)
             tg.cancel_scope.cancel()
-    print(f"tickwire demo: wrote {sum(rs.written for rs in pipeline.running_sinks)} rows "
-          f"to {args.db}", file=sys.stderr)
+    print(
+        f"tickwire demo: wrote {sum(rs.written for rs in pipeline.running_sinks)} rows "
+        f"to {args.db}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -168,9 +189,12 @@ def _plugins(as_json: bool) -> int:
     rows: list[dict[str, Any]] = []
     for record in plugins.records:
         row: dict[str, Any] = {
-            "plugin": record.name, "distribution": record.distribution,
-            "version": record.version, "error": record.error,
-            "providers": {}, "sinks": {},
+            "plugin": record.name,
+            "distribution": record.distribution,
+            "version": record.version,
+            "error": record.error,
+            "providers": {},
+            "sinks": {},
         }
         for name in record.providers:
             info = plugins.providers[name]
@@ -213,8 +237,10 @@ def _struct(obj: Any) -> dict[str, Any]:
 
 async def _check(settings: Settings, timeout: float) -> int:
     pipeline = Pipeline(settings)
-    print(f"config: {origin_of(settings)}: ok "
-          f"({len(pipeline.sources)} sources, {len(pipeline.running_sinks)} sinks)")
+    print(
+        f"config: {origin_of(settings)}: ok "
+        f"({len(pipeline.sources)} sources, {len(pipeline.running_sinks)} sinks)"
+    )
     failures = 0
     for conn in pipeline.connections:
         started = time.monotonic()

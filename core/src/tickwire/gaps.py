@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from tickwire.events import Event, Gap, Trade
+from tickwire.events import Event, Gap, GapReason, Trade
 from tickwire.protocols import Heartbeat
 
 
@@ -59,7 +59,7 @@ class GapDetector:
                     prev = last_id.get(symbol)
                     if prev is not None and tid > prev + 1:
                         start = last_ts.get(symbol, event.ts)
-                        reason = "disconnect" if since is not None else "sequence"
+                        reason: GapReason = "disconnect" if since is not None else "sequence"
                         gaps.append(Gap(self.provider, symbol, "trades", start, event.ts, reason))
                     if prev is None or tid > prev:
                         last_id[symbol] = tid

@@ -85,8 +85,9 @@ class Pipeline:
         self.plugins = Plugins(plugins, entry_points=entry_points)
         self.metrics = Metrics()
         where = origin_of(self.settings)
-        self.sources = [self._plan_source(i, raw, where)
-                        for i, raw in enumerate(self.settings.sources)]
+        self.sources = [
+            self._plan_source(i, raw, where) for i, raw in enumerate(self.settings.sources)
+        ]
         if not self.sources:
             raise ConfigError(f"{where}: no [[sources]]: add at least one")
         runner = self.settings.runner
@@ -118,8 +119,10 @@ class Pipeline:
     def _plan_source(self, index: int, raw: dict[str, Any], where: str) -> SourcePlan:
         provider = raw.get("provider")
         if not isinstance(provider, str):
-            raise ConfigError(f"{where}: sources[{index}].provider: required key is missing "
-                              f"(installed: {', '.join(sorted(self.plugins.providers))})")
+            raise ConfigError(
+                f"{where}: sources[{index}].provider: required key is missing "
+                f"(installed: {', '.join(sorted(self.plugins.providers))})"
+            )
         info = self.plugins.provider(provider)
         settings = validate_entry(info.settings, raw, where, f"sources[{index}].")
         channels = set(settings.channels)
@@ -135,8 +138,10 @@ class Pipeline:
     def _sink_settings(self, index: int, raw: dict[str, Any], where: str) -> SinkSettings:
         kind = raw.get("type")
         if not isinstance(kind, str):
-            raise ConfigError(f"{where}: sinks[{index}].type: required key is missing "
-                              f"(installed: {', '.join(sorted(self.plugins.sinks))})")
+            raise ConfigError(
+                f"{where}: sinks[{index}].type: required key is missing "
+                f"(installed: {', '.join(sorted(self.plugins.sinks))})"
+            )
         info = self.plugins.sink(kind)
         settings: SinkSettings = validate_entry(info.settings, raw, where, f"sinks[{index}].")
         return settings
@@ -169,13 +174,18 @@ class Pipeline:
         connector = self.plugins.connector(settings, info)
         subscriber = self.plugins.subscriber(settings, info)
         backfiller = self.plugins.backfiller(settings, info)
-        detector = GapDetector(settings.provider,
-                               sequential=info.capabilities.trade_ids == "sequential")
+        detector = GapDetector(
+            settings.provider, sequential=info.capabilities.trade_ids == "sequential"
+        )
         worker: BackfillWorker | None = None
         if backfiller is not None:
-            worker = BackfillWorker(settings.label, backfiller, self._publish_backfill,
-                                    self.metrics,
-                                    requests_per_second=info.limits.rest_requests_per_second)
+            worker = BackfillWorker(
+                settings.label,
+                backfiller,
+                self._publish_backfill,
+                self.metrics,
+                requests_per_second=info.limits.rest_requests_per_second,
+            )
             self.backfillers[settings.label] = worker
 
         def on_gaps(gaps: Sequence[Gap], worker: BackfillWorker | None = worker) -> None:
@@ -186,18 +196,34 @@ class Pipeline:
             detector.disconnected(symbols, time.time_ns())
 
         for index, group in enumerate(plan.groups):
+
             def make_handler(settings: SourceSettings = settings) -> FrameHandler:
                 return FrameHandler(
-                    settings.label, settings.provider,
+                    settings.label,
+                    settings.provider,
                     self.plugins.normalizer(settings, info),
-                    detector, self.builder, self.fanout.publish, on_gaps,
-                    self.deadletter, self.metrics,
+                    detector,
+                    self.builder,
+                    self.fanout.publish,
+                    on_gaps,
+                    self.deadletter,
+                    self.metrics,
                 )
 
-            self.connections.append(ConnectionRunner(
-                settings, info, index, group, connector, subscriber, make_handler, on_lost,
-                self.settings.runner, self.metrics,
-            ))
+            self.connections.append(
+                ConnectionRunner(
+                    settings,
+                    info,
+                    index,
+                    group,
+                    connector,
+                    subscriber,
+                    make_handler,
+                    on_lost,
+                    self.settings.runner,
+                    self.metrics,
+                )
+            )
 
     async def _publish_backfill(self, events: Sequence[Event]) -> None:
         # Backfilled trades may still correct a candle the builder keeps open.
@@ -253,8 +279,13 @@ class Pipeline:
             self._stopped.set()
 
     async def _main(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        emit(INFO, "pipeline.start", sources=len(self.sources),
-             connections=len(self.connections), sinks=len(self.running_sinks))
+        emit(
+            INFO,
+            "pipeline.start",
+            sources=len(self.sources),
+            connections=len(self.connections),
+            sinks=len(self.running_sinks),
+        )
         sinks_done = anyio.Event()
         async with anyio.create_task_group() as sinks_tg:
             for rs in self.running_sinks:
@@ -303,9 +334,13 @@ class Pipeline:
         if not sinks_done.is_set() and self.running_sinks:
             for rs in self.running_sinks:
                 if rs.queued:
-                    emit(40, "sink.dropped",
-                         "the shutdown deadline passed with events still unwritten",
-                         sink=rs.label, events=rs.queued)
+                    emit(
+                        40,
+                        "sink.dropped",
+                        "the shutdown deadline passed with events still unwritten",
+                        sink=rs.label,
+                        events=rs.queued,
+                    )
             sinks_tg.cancel_scope.cancel()
         emit(INFO, "pipeline.stop", written=sum(rs.written for rs in self.running_sinks))
 
@@ -352,13 +387,21 @@ class Pipeline:
         """Connection states and sink backlogs, for health checks and the live view."""
         return {
             "connections": [
-                {"source": c.label, "state": c.state.value, "symbols": len(c.symbols),
-                 "last_error": c.last_error}
+                {
+                    "source": c.label,
+                    "state": c.state.value,
+                    "symbols": len(c.symbols),
+                    "last_error": c.last_error,
+                }
                 for c in self.connections
             ],
             "sinks": [
-                {"sink": rs.label, "writable": rs.writable, "queued": rs.queued,
-                 "written": rs.written}
+                {
+                    "sink": rs.label,
+                    "writable": rs.writable,
+                    "queued": rs.queued,
+                    "written": rs.written,
+                }
                 for rs in self.running_sinks
             ],
         }

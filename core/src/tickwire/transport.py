@@ -44,7 +44,7 @@ class WebSocketConnection:
     @property
     def close_reason(self) -> str | None:
         """The close code and reason the server gave, once the connection is closed."""
-        rcvd = self._ws.close_rcvd
+        rcvd = self._ws.protocol.close_rcvd
         return None if rcvd is None else f"{rcvd.code} {rcvd.reason}".strip()
 
 

@@ -56,8 +56,14 @@ class BackfillWorker:
                 self._send.send_nowait(gap)
                 self.pending += 1
             except anyio.WouldBlock:
-                emit(WARNING, "gap.deferred", "backfill queue is full; the gap stays open",
-                     source=self.label, symbol=gap.symbol, kind=gap.kind)
+                emit(
+                    WARNING,
+                    "gap.deferred",
+                    "backfill queue is full; the gap stays open",
+                    source=self.label,
+                    symbol=gap.symbol,
+                    kind=gap.kind,
+                )
 
     async def run(self) -> None:
         """Fill gaps until cancelled."""
@@ -86,26 +92,51 @@ class BackfillWorker:
             except RateLimited as exc:
                 delay = exc.retry_after if exc.retry_after is not None else backoff.next()
                 self.metrics.inc("backfill_rate_limited_total", source=self.label)
-                emit(INFO, "backfill.rate_limited", str(exc), source=self.label,
-                     delay=round(delay, 2))
+                emit(
+                    INFO,
+                    "backfill.rate_limited",
+                    str(exc),
+                    source=self.label,
+                    delay=round(delay, 2),
+                )
                 await anyio.sleep(delay)
                 continue
             except Exception as exc:
                 tries += 1
                 if tries >= MAX_TRIES:
-                    emit(WARNING, "gap.failed", f"{type(exc).__name__}: {exc}",
-                         source=self.label, symbol=gap.symbol, kind=gap.kind, tries=tries)
+                    emit(
+                        WARNING,
+                        "gap.failed",
+                        f"{type(exc).__name__}: {exc}",
+                        source=self.label,
+                        symbol=gap.symbol,
+                        kind=gap.kind,
+                        tries=tries,
+                    )
                     return count
                 delay = backoff.next()
-                emit(WARNING, "backfill.retry", f"{type(exc).__name__}: {exc}",
-                     source=self.label, symbol=gap.symbol, delay=round(delay, 2))
+                emit(
+                    WARNING,
+                    "backfill.retry",
+                    f"{type(exc).__name__}: {exc}",
+                    source=self.label,
+                    symbol=gap.symbol,
+                    delay=round(delay, 2),
+                )
                 await anyio.sleep(delay)
                 continue
             status = "filled" if count else "empty"
             await self.publish([msgspec.structs.replace(gap, status=status)])
             self.metrics.inc("gaps_filled_total", provider=gap.provider, status=status)
-            emit(INFO, "gap.filled", provider=gap.provider, symbol=gap.symbol, kind=gap.kind,
-                 events=count, status=status)
+            emit(
+                INFO,
+                "gap.filled",
+                provider=gap.provider,
+                symbol=gap.symbol,
+                kind=gap.kind,
+                events=count,
+                status=status,
+            )
             if self.min_interval:
                 await anyio.sleep(self.min_interval)
             return count

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from enum import Enum
+from enum import StrEnum
 
 import anyio
 
@@ -42,7 +42,7 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The largest delay the next call may return."""
-        return min(self.cap, self.initial * (2**self.attempt))
+        return min(self.cap, self.initial * 2.0 ** min(self.attempt, 64))
 
     def next(self) -> float:
         """The delay before the next attempt (and count the attempt)."""
@@ -55,7 +55,7 @@ class Backoff:
         self.attempt = 0
 
 
-class State(str, Enum):
+class State(StrEnum):
     """A connection's state, as health checks and the live view report it."""
 
     CONNECTING = "connecting"
@@ -110,8 +110,13 @@ class ConnectionRunner:
                 reason = await self._session()
                 self._lost(reason)
                 delay = self.backoff.next()
-                emit(INFO, "connection.retry", source=self.label, delay=round(delay, 3),
-                     attempt=self.backoff.attempt)
+                emit(
+                    INFO,
+                    "connection.retry",
+                    source=self.label,
+                    delay=round(delay, 3),
+                    attempt=self.backoff.attempt,
+                )
                 await anyio.sleep(delay)
         finally:
             self.state = State.STOPPED
@@ -138,9 +143,13 @@ class ConnectionRunner:
                 self.state = State.CONNECTED
                 outage = None if self.down_since is None else self.last_frame - self.down_since
                 self.down_since = None
-                emit(INFO, "connection.restored" if self.backoff.attempt else "connection.open",
-                     source=self.label, symbols=len(self.symbols),
-                     **({"outage_s": round(outage, 3)} if self.backoff.attempt and outage else {}))
+                emit(
+                    INFO,
+                    "connection.restored" if self.backoff.attempt else "connection.open",
+                    source=self.label,
+                    symbols=len(self.symbols),
+                    **({"outage_s": round(outage, 3)} if self.backoff.attempt and outage else {}),
+                )
                 async with anyio.create_task_group() as tg:
                     watchdog = _Watchdog(self, limits.keepalive)
                     tg.start_soon(watchdog.run, tg.cancel_scope)
@@ -154,19 +163,34 @@ class ConnectionRunner:
                 if watchdog.fired:
                     raise Stalled
                 self.last_error = "closed by the server"
-                emit(WARNING, "connection.lost", source=self.label, reason="closed",
-                     detail=getattr(conn, "close_reason", None) or "")
+                emit(
+                    WARNING,
+                    "connection.lost",
+                    source=self.label,
+                    reason="closed",
+                    detail=getattr(conn, "close_reason", None) or "",
+                )
                 return "closed"
         except Stalled:
             self.metrics.inc("stalls_total", source=self.source.label)
             self.last_error = f"no data for {limits.keepalive:g} s"
-            emit(WARNING, "connection.lost", source=self.label, reason="stall",
-                 keepalive_s=limits.keepalive)
+            emit(
+                WARNING,
+                "connection.lost",
+                source=self.label,
+                reason="stall",
+                keepalive_s=limits.keepalive,
+            )
             return "stall"
         except ConnectionFailed as exc:
             self.last_error = f"{exc.reason}: {exc}"
-            emit(ERROR if self.backoff.attempt < 2 else WARNING, "connection.failed", str(exc),
-                 source=self.label, reason=exc.reason)
+            emit(
+                ERROR if self.backoff.attempt < 2 else WARNING,
+                "connection.failed",
+                str(exc),
+                source=self.label,
+                reason=exc.reason,
+            )
             return exc.reason
         except TimeoutError:
             self.last_error = "subscribe timed out"
@@ -175,12 +199,24 @@ class ConnectionRunner:
         except Exception as exc:
             if self.state is not State.CONNECTED:
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                emit(ERROR, "connection.failed", str(exc) or type(exc).__name__,
-                     source=self.label, reason="error", error=type(exc).__name__)
+                emit(
+                    ERROR,
+                    "connection.failed",
+                    str(exc) or type(exc).__name__,
+                    source=self.label,
+                    reason="error",
+                    error=type(exc).__name__,
+                )
                 return "error"
             self.last_error = f"{type(exc).__name__}: {exc}"
-            emit(WARNING, "connection.lost", str(exc) or type(exc).__name__, source=self.label,
-                 reason="error", error=type(exc).__name__)
+            emit(
+                WARNING,
+                "connection.lost",
+                str(exc) or type(exc).__name__,
+                source=self.label,
+                reason="error",
+                error=type(exc).__name__,
+            )
             return "error"
 
     async def _read(self, conn: object, handler: FrameHandler) -> None:

@@ -143,9 +143,17 @@ class FrameHandler:
 
     def _gap_found(self, gap: Gap) -> None:
         self.metrics.inc("gaps_total", provider=gap.provider, reason=gap.reason)
-        emit(WARNING, "gap.detected", provider=gap.provider, symbol=gap.symbol, kind=gap.kind,
-             reason=gap.reason, start=gap.start, end=gap.end,
-             seconds=round((gap.end - gap.start) / 1e9, 3))
+        emit(
+            WARNING,
+            "gap.detected",
+            provider=gap.provider,
+            symbol=gap.symbol,
+            kind=gap.kind,
+            reason=gap.reason,
+            start=gap.start,
+            end=gap.end,
+            seconds=round((gap.end - gap.start) / 1e9, 3),
+        )
         self.on_gaps((gap,))
 
     def malformed(self, frame: bytes | str, reason: str) -> None:
@@ -153,17 +161,29 @@ class FrameHandler:
         self.metrics.inc("malformed_total", provider=self.provider)
         text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
         excerpt = text[:EXCERPT] + ("…" if len(text) > EXCERPT else "")
-        emit(WARNING, "message.malformed", reason, provider=self.provider, source=self.label,
-             excerpt=excerpt)
+        emit(
+            WARNING,
+            "message.malformed",
+            reason,
+            provider=self.provider,
+            source=self.label,
+            excerpt=excerpt,
+        )
         self.deadletter.keep(self.label, self.provider, reason, frame)
 
     def notice(self, notice: Notice) -> None:
         """Log and count what the provider said that is not data."""
         self.metrics.inc("notices_total", provider=self.provider)
         event = "subscription.rejected" if notice.symbol else "provider.error"
-        emit(WARNING, event, notice.message, provider=self.provider, source=self.label,
-             **({"symbol": notice.symbol} if notice.symbol else {}),
-             **({"code": notice.code} if notice.code else {}))
+        emit(
+            WARNING,
+            event,
+            notice.message,
+            provider=self.provider,
+            source=self.label,
+            **({"symbol": notice.symbol} if notice.symbol else {}),
+            **({"code": notice.code} if notice.code else {}),
+        )
         if notice.fatal:
             raise ProviderClosed(notice.message)
 

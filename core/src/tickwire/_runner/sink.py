@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import anyio
 from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
 
 from tickwire._log import emit
 from tickwire._runner.connect import Backoff
@@ -117,8 +118,15 @@ class RunningSink:
             except Exception as exc:
                 delay = backoff.next()
                 self.metrics.inc("sink_errors_total", sink=self.label)
-                emit(ERROR, "sink.retry", str(exc) or type(exc).__name__, sink=self.label,
-                     stage="open", delay=round(delay, 2), attempt=backoff.attempt)
+                emit(
+                    ERROR,
+                    "sink.retry",
+                    str(exc) or type(exc).__name__,
+                    sink=self.label,
+                    stage="open",
+                    delay=round(delay, 2),
+                    attempt=backoff.attempt,
+                )
                 await anyio.sleep(delay)
         self.writable = True
         emit(INFO, "sink.open", sink=self.label, type=self.settings.type)
@@ -143,8 +151,15 @@ class RunningSink:
                 self.writable = False
                 delay = backoff.next()
                 self.metrics.inc("sink_errors_total", sink=self.label)
-                emit(WARNING, "sink.retry", str(exc) or type(exc).__name__, sink=self.label,
-                     rows=len(batch), delay=round(delay, 2), attempt=backoff.attempt)
+                emit(
+                    WARNING,
+                    "sink.retry",
+                    str(exc) or type(exc).__name__,
+                    sink=self.label,
+                    rows=len(batch),
+                    delay=round(delay, 2),
+                    attempt=backoff.attempt,
+                )
                 await anyio.sleep(delay)
                 continue
             hist.observe(time.perf_counter() - started)
@@ -166,8 +181,13 @@ class RunningSink:
             emit(WARNING, "sink.retention_failed", str(exc), sink=self.label)
             return
         if removed:
-            emit(INFO, "sink.retention", sink=self.label, removed=removed,
-                 retention=self.settings.retention)
+            emit(
+                INFO,
+                "sink.retention",
+                sink=self.label,
+                removed=removed,
+                retention=self.settings.retention,
+            )
 
 
 class Fanout:
@@ -175,7 +195,7 @@ class Fanout:
 
     def __init__(self, targets: Sequence[RunningSink]) -> None:
         self.targets: list[RunningSink] = list(targets)
-        self.taps: list[anyio.abc.ObjectSendStream[Sequence[Event]]] = []
+        self.taps: list[MemoryObjectSendStream[Sequence[Event]]] = []
 
     async def publish(self, events: Sequence[Event]) -> None:
         """Give ``events`` to every sink, waiting where a buffer is full."""

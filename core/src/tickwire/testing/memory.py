@@ -49,12 +49,15 @@ class MemorySink:
         """The events of one kind (``trade``, ``quote``, ``candle``, ``gap`` …)."""
         return [e for e in self.events if KIND[type(e)] == kind]
 
-    async def wait_for(self, predicate: Callable[[MemorySink], bool], timeout: float = 10.0) -> None:
+    async def wait_for(
+        self, predicate: Callable[[MemorySink], bool], timeout: float = 10.0
+    ) -> None:
         """Wait until ``predicate(self)`` holds (raises ``TimeoutError`` after ``timeout``)."""
         with anyio.fail_after(timeout):
             while not predicate(self):
                 self._changed = anyio.Event()
                 with anyio.move_on_after(0.05):
                     await self._changed.wait()
+
 
 __all__ = ("MemorySink",)

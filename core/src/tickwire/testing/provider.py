@@ -100,9 +100,15 @@ async def check_provider(
     symbols = set(source["symbols"])
     provider = str(source["provider"])
     settings = Settings(
-        sources=[dict(source)], sinks=[], candles={"intervals": ["1m"]}, bootstrap={"days": 0},
-        runner={"backoff_initial": "50ms", "backoff_max": "1s",
-                "deadletter": str(deadletter or Path("deadletter"))},
+        sources=[dict(source)],
+        sinks=[],
+        candles={"intervals": ["1m"]},
+        bootstrap={"days": 0},
+        runner={
+            "backoff_initial": "50ms",
+            "backoff_max": "1s",
+            "deadletter": str(deadletter or Path("deadletter")),
+        },
     )
     memory = MemorySink()
     pipeline = Pipeline(settings, plugins=plugins, entry_points=entry_points, sinks=[memory])
@@ -136,8 +142,10 @@ async def check_provider(
         for kind in ("trade", "quote", "candle", "book_snapshot", "book_delta")
     )
     delivered = [
-        e for e in memory.events
-        if e.provider == provider and not isinstance(e, Gap)
+        e
+        for e in memory.events
+        if e.provider == provider
+        and not isinstance(e, Gap)
         and not (isinstance(e, Candle) and e.source == "built")
     ]
     assert len(delivered) == produced, (

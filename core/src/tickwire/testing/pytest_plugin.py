@@ -34,9 +34,7 @@ def memory_sink() -> MemorySink:
 
 
 @pytest.fixture
-def make_pipeline(
-    memory_sink: MemorySink, tmp_path: Path
-) -> Callable[..., Pipeline]:
+def make_pipeline(memory_sink: MemorySink, tmp_path: Path) -> Callable[..., Pipeline]:
     """Build a pipeline for ``sources`` whose events land in ``memory_sink``."""
 
     def build(
@@ -52,8 +50,12 @@ def make_pipeline(
             sinks=settings.pop("sinks", []),
             candles={"intervals": list(intervals)},
             bootstrap={"days": 0},
-            runner={"backoff_initial": "50ms", "backoff_max": "1s",
-                    "deadletter": str(tmp_path / "deadletter"), **settings.pop("runner", {})},
+            runner={
+                "backoff_initial": "50ms",
+                "backoff_max": "1s",
+                "deadletter": str(tmp_path / "deadletter"),
+                **settings.pop("runner", {}),
+            },
             **settings,
         )
         return Pipeline(config, plugins=plugins, entry_points=entry_points, sinks=[memory_sink])

@@ -29,15 +29,41 @@ def sample_events(now_ns: int | None = None, n: int = 50) -> list[Event]:
     for i in range(n):
         ts = base + i * NS_PER_SECOND
         price = Decimal("100.10") + Decimal(i) / 100
-        events.append(Trade(PROVIDER, "AAA-USD", ts, ts + 1000, price, Decimal("0.50000000"),
-                            "buy" if i % 2 else "sell", str(1000 + i)))
+        events.append(
+            Trade(
+                PROVIDER,
+                "AAA-USD",
+                ts,
+                ts + 1000,
+                price,
+                Decimal("0.50000000"),
+                "buy" if i % 2 else "sell",
+                str(1000 + i),
+            )
+        )
         events.append(Trade(PROVIDER, "BBB-USD", ts, ts + 1000, price, Decimal("1"), None, None))
-        events.append(Quote(PROVIDER, "AAA-USD", ts, ts + 1000, price, Decimal(3),
-                            price + Decimal("0.01"), None))
+        events.append(
+            Quote(
+                PROVIDER, "AAA-USD", ts, ts + 1000, price, Decimal(3), price + Decimal("0.01"), None
+            )
+        )
     for m in range(5):
         start = base + m * 60 * NS_PER_SECOND
-        events.append(Candle(PROVIDER, "AAA-USD", "1m", start, Decimal(1), Decimal(3),
-                             Decimal("0.5"), Decimal(2), Decimal(10), 4, source="backfill"))
+        events.append(
+            Candle(
+                PROVIDER,
+                "AAA-USD",
+                "1m",
+                start,
+                Decimal(1),
+                Decimal(3),
+                Decimal("0.5"),
+                Decimal(2),
+                Decimal(10),
+                4,
+                source="backfill",
+            )
+        )
     events.append(Gap(PROVIDER, "AAA-USD", "trades", base, base + NS_PER_SECOND, "sequence"))
     return events
 
@@ -78,8 +104,12 @@ async def check_sink(
             assert isinstance(sink, RetentionSink), "a sink with retention must prune"
             now = time.time_ns()
             old = now - int((retention_s + 86_400) * NS_PER_SECOND)
-            stale = [Trade(PROVIDER, "OLD-USD", old + i, old + i, Decimal(1), Decimal(1),
-                           None, f"old-{i}") for i in range(10)]
+            stale = [
+                Trade(
+                    PROVIDER, "OLD-USD", old + i, old + i, Decimal(1), Decimal(1), None, f"old-{i}"
+                )
+                for i in range(10)
+            ]
             await sink.write_batch(stale)
             assert await count("trade") == 110
             await sink.enforce_retention(now)
@@ -88,10 +118,17 @@ async def check_sink(
         await sink.aclose()
 
     # Flush on shutdown: everything queued in the runner's buffer reaches the store.
-    running = RunningSink(SinkSettings(type="conformance", batch_size=10_000,
-                                       flush_interval=60), make_sink(), Metrics())
-    later = [msgspec.structs.replace(e, trade_id=f"flush-{i}") for i, e in enumerate(
-        e for e in sample_events() if isinstance(e, Trade) and e.trade_id is not None)]
+    running = RunningSink(
+        SinkSettings(type="conformance", batch_size=10_000, flush_interval=60),
+        make_sink(),
+        Metrics(),
+    )
+    later = [
+        msgspec.structs.replace(e, trade_id=f"flush-{i}")
+        for i, e in enumerate(
+            e for e in sample_events() if isinstance(e, Trade) and e.trade_id is not None
+        )
+    ]
     assert running.offer(later)
     running.close()
     await running.run()
