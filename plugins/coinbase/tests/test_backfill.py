@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+
 from tickwire.events import Candle, Gap, Trade
 from tickwire.protocols import RateLimited
-
 from tickwire_coinbase import CoinbaseBackfiller, CoinbaseSettings
 from tickwire_coinbase.backfill import CoinbaseRESTError
 from tickwire_coinbase.testing import FakeCoinbase, FakeTrade
@@ -24,7 +24,9 @@ def _backfiller(fake: FakeCoinbase) -> CoinbaseBackfiller:
     return CoinbaseBackfiller(source, min_interval=0, clock=lambda: NOW)
 
 
-def _truth(trades: list[FakeTrade], seconds: int, interval: str, start: int, end: int) -> list[Candle]:
+def _truth(
+    trades: list[FakeTrade], seconds: int, interval: str, start: int, end: int
+) -> list[Candle]:
     """Candles computed here, independently, from the fake's trade history."""
     step = seconds * NS
     buckets: dict[int, list[FakeTrade]] = {}
@@ -124,7 +126,10 @@ async def test_trades_over_cursor_pages() -> None:
         for have, want in zip(got, reversed(wanted), strict=True):
             assert isinstance(have, Trade)
             assert (have.ts, have.price, have.size, have.side) == (
-                want.ts, want.price, want.size, want.side  # taker side, inverted from REST
+                want.ts,
+                want.price,
+                want.size,
+                want.side,  # taker side, inverted from REST
             )
         pages = [q for p, q in fake.rest_requests if p.endswith("/trades")]
         assert "after" not in pages[0] and all("after" in q for q in pages[1:])

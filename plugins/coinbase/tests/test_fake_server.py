@@ -15,6 +15,8 @@ import httpx
 import pytest
 import websockets
 from pydantic import ValidationError
+
+import tickwire_coinbase
 from tickwire._plugins import Plugins
 from tickwire.events import BookDelta, BookSnapshot, Quote, Trade
 from tickwire.protocols import (
@@ -26,8 +28,6 @@ from tickwire.protocols import (
     Subscribed,
 )
 from tickwire.transport import WebSocketConnection
-
-import tickwire_coinbase
 from tickwire_coinbase import CoinbaseNormalizer, CoinbaseSettings, CoinbaseSubscriber
 from tickwire_coinbase.connect import connector_for
 from tickwire_coinbase.subscribe import sign
@@ -185,10 +185,15 @@ async def test_subscribe_deadline_disconnects() -> None:
         async with connector_for(source).open(source.symbols) as conn:
             started = time.monotonic()
             with pytest.raises(websockets.ConnectionClosedError) as info:
-                async for _ in conn:
-                    pytest.fail("nothing is sent before a subscribe")
+                await _drain(conn)
             assert 0.25 < time.monotonic() - started < 3
-            assert info.value.rcvd is not None and info.value.rcvd.code == 1008
+            assert info.value.rcvd is not None
+            assert info.value.rcvd.code == 1008
+
+
+async def _drain(conn: WebSocketConnection) -> None:
+    async for _ in conn:
+        pytest.fail("nothing is sent before a subscribe")
 
 
 async def test_invalid_product_other_products_stay_subscribed() -> None:
@@ -203,16 +208,18 @@ async def test_invalid_product_other_products_stay_subscribed() -> None:
 
 
 async def test_level2_without_auth_is_refused_with_a_hint() -> None:
-    async with FakeCoinbase(["BTC-USD"]) as fake:
-        async with connector_for(_source(fake, ["BTC-USD"])).open(["BTC-USD"]) as conn:
-            await conn.send('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["level2"]}')
-            s = Session(conn)
-            with s.send, s.receive:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(s.read)
-                    notice = await s.next(Notice)
-                    tg.cancel_scope.cancel()
-            assert notice.code == "auth" and "level2_batch" in notice.message
+    async with (
+        FakeCoinbase(["BTC-USD"]) as fake,
+        connector_for(_source(fake, ["BTC-USD"])).open(["BTC-USD"]) as conn,
+    ):
+        await conn.send('{"type":"subscribe","product_ids":["BTC-USD"],"channels":["level2"]}')
+        s = Session(conn)
+        with s.send, s.receive:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(s.read)
+                notice = await s.next(Notice)
+                tg.cancel_scope.cancel()
+        assert notice.code == "auth" and "level2_batch" in notice.message
 
 
 async def test_signed_level2_subscribe() -> None:
@@ -253,18 +260,24 @@ async def test_withheld_trades_are_a_hole_in_ids_and_heartbeats() -> None:
 
 
 async def test_malformed_frames_and_stall() -> None:
-    async with FakeCoinbase(["BTC-USD"], heartbeat_interval=0.05) as fake:
-        async with session(_source(fake, ["BTC-USD"])) as s:
-            await s.next(Heartbeat)
-            fake.stalled = True
-            await anyio.sleep(0.1)
-            await s.frames_for(0.05)  # what was in flight
-            assert await s.frames_for(0.4) == []
-            fake.stalled = False
-            await fake.send_raw('{"type":"match","trade_id":"x"')
-            with pytest.raises(MalformedFrame):
-                while True:
-                    s.normalize(await s.frame(), 0)
+    async with (
+        FakeCoinbase(["BTC-USD"], heartbeat_interval=0.05) as fake,
+        session(_source(fake, ["BTC-USD"])) as s,
+    ):
+        await s.next(Heartbeat)
+        fake.stalled = True
+        await anyio.sleep(0.1)
+        await s.frames_for(0.05)  # what was in flight
+        assert await s.frames_for(0.4) == []
+        fake.stalled = False
+        await fake.send_raw('{"type":"match","trade_id":"x"')
+        with pytest.raises(MalformedFrame):
+            await _normalize_until_malformed(s)
+
+
+async def _normalize_until_malformed(s: Session) -> None:
+    while True:
+        s.normalize(await s.frame(), 0)
 
 
 async def test_rejected_handshakes() -> None:
@@ -280,14 +293,26 @@ async def test_rejected_handshakes() -> None:
 
 
 async def test_replay_of_the_capture(capture: Path) -> None:
-    products = ["SKL-USD", "SKL-BTC", "BAND-GBP", "NMR-EUR", "BAND-BTC", "YFI-BTC", "DASH-BTC",
-                "NU-GBP", "CRV-EUR", "SKL-GBP"]
-    async with FakeCoinbase(products, history_days=0.01) as fake:
-        async with session(_source(fake, products, channels=["trades"])) as s:
-            await s.next(Subscribed)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(fake.replay, capture)
-                items = await s.collect(3)
+    products = [
+        "SKL-USD",
+        "SKL-BTC",
+        "BAND-GBP",
+        "NMR-EUR",
+        "BAND-BTC",
+        "YFI-BTC",
+        "DASH-BTC",
+        "NU-GBP",
+        "CRV-EUR",
+        "SKL-GBP",
+    ]
+    async with (
+        FakeCoinbase(products, history_days=0.01) as fake,
+        session(_source(fake, products, channels=["trades"])) as s,
+    ):
+        await s.next(Subscribed)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fake.replay, capture)
+            items = await s.collect(3)
     trades = [i for i in items if isinstance(i, Trade) and i.trade_id and int(i.trade_id) > 1e5]
     assert {t.symbol for t in trades} <= set(products)
     assert any(isinstance(i, BookSnapshot) for i in items)
@@ -295,19 +320,24 @@ async def test_replay_of_the_capture(capture: Path) -> None:
 
 
 async def test_rest_products_and_errors() -> None:
-    async with FakeCoinbase(["BTC-USD"]) as fake:
-        async with httpx.AsyncClient(base_url=fake.rest_url) as client:
-            products = (await client.get("/products")).json()
-            assert [p["id"] for p in products] == ["BTC-USD"]
-            missing = await client.get("/products/NOPE-USD/candles")
-            assert missing.status_code == 404
-            too_many = await client.get(
-                "/products/BTC-USD/candles",
-                params={"granularity": 60, "start": "2026-01-01T00:00:00Z",
-                        "end": "2026-01-01T05:01:00Z"},
-            )
-            assert too_many.status_code == 400
-            assert "exceeds 300" in too_many.json()["message"]
+    async with (
+        FakeCoinbase(["BTC-USD"]) as fake,
+        httpx.AsyncClient(base_url=fake.rest_url) as client,
+    ):
+        products = (await client.get("/products")).json()
+        assert [p["id"] for p in products] == ["BTC-USD"]
+        missing = await client.get("/products/NOPE-USD/candles")
+        assert missing.status_code == 404
+        too_many = await client.get(
+            "/products/BTC-USD/candles",
+            params={
+                "granularity": 60,
+                "start": "2026-01-01T00:00:00Z",
+                "end": "2026-01-01T05:01:00Z",
+            },
+        )
+        assert too_many.status_code == 400
+        assert "exceeds 300" in too_many.json()["message"]
 
 
 def test_settings_validation(monkeypatch: pytest.MonkeyPatch) -> None:

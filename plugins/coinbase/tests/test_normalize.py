@@ -10,20 +10,20 @@ Frames of ignored types contribute no line. Regenerate (then review by hand!) wi
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-import sys
 from typing import Any
 
 import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tickwire.events import EVENT_TYPES, BookDelta, BookSnapshot, Quote, Trade, from_json, to_json
 from tickwire.protocols import Heartbeat, MalformedFrame, Notice, Subscribed
-
 from tickwire_coinbase.normalize import CoinbaseNormalizer, parse_time
 from tickwire_coinbase.testing import read_capture
 
@@ -189,8 +189,6 @@ def write_expected(case: Path) -> None:
     (case / "expected.jsonl").write_text("".join(line + "\n" for line in lines))
 
 
-
-
 @pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir()))
 def test_golden_case(case: str) -> None:
     got = run_case(CASES / case / "frames.jsonl")
@@ -216,11 +214,15 @@ def _one(frame: dict[str, Any]) -> Any:
 
 def test_ticker_without_trades_uses_receive_time() -> None:
     quote = _one({"type": "ticker", "product_id": "HBAR-USD", "best_bid": "0.1", "best_ask": "0.2"})
-    assert quote == Quote("coinbase", "HBAR-USD", NOW, NOW, Decimal("0.1"), None, Decimal("0.2"), None)
+    assert quote == Quote(
+        "coinbase", "HBAR-USD", NOW, NOW, Decimal("0.1"), None, Decimal("0.2"), None
+    )
 
 
 def test_invalid_product_notice_names_the_symbol() -> None:
-    notice = _one({"type": "error", "message": "Failed to subscribe", "reason": "X-Y is not a valid product"})
+    notice = _one(
+        {"type": "error", "message": "Failed to subscribe", "reason": "X-Y is not a valid product"}
+    )
     assert isinstance(notice, Notice)
     assert notice.symbol == "X-Y"
     assert "X-Y is not a valid product" in notice.message
@@ -275,14 +277,26 @@ def test_parse_time_examples(text: str) -> None:
 
 def test_parse_time_offsets_and_truncation() -> None:
     assert parse_time("2021-04-17T18:43:37+02:00") == parse_time("2021-04-17T16:43:37Z")
-    assert parse_time("2021-04-17T16:43:37.1234567891Z") == parse_time("2021-04-17T16:43:37.123456789Z")
+    assert parse_time("2021-04-17T16:43:37.1234567891Z") == parse_time(
+        "2021-04-17T16:43:37.123456789Z"
+    )
 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "2021-04-17", "2021-13-01T00:00:00Z", "2021-04-17T24:00:00Z", "2021-04-17T16:43:60Z",
-     "2021-04-17T16:43:37.Z", "2021-04-17T16:43:37.5", "2021-04-17T16:43:37.٣Z",
-     "2021-04-17T16:43:37.5+25:00", "2021-04-17 16:43:37Z", "２021-04-17T16:43:37Z"],
+    [
+        "",
+        "2021-04-17",
+        "2021-13-01T00:00:00Z",
+        "2021-04-17T24:00:00Z",
+        "2021-04-17T16:43:60Z",
+        "2021-04-17T16:43:37.Z",
+        "2021-04-17T16:43:37.5",
+        "2021-04-17T16:43:37.٣Z",
+        "2021-04-17T16:43:37.5+25:00",
+        "2021-04-17 16:43:37Z",
+        "\uff12021-04-17T16:43:37Z",  # a full-width digit,
+    ],
 )
 def test_parse_time_refuses(text: str) -> None:
     # twice: the second time the prefix caches are warm
@@ -295,12 +309,22 @@ def test_parse_time_refuses(text: str) -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=20,
 )
-_TYPES = ["match", "last_match", "ticker", "heartbeat", "subscriptions", "error", "snapshot",
-          "l2update", "status"]
+_TYPES = [
+    "match",
+    "last_match",
+    "ticker",
+    "heartbeat",
+    "subscriptions",
+    "error",
+    "snapshot",
+    "l2update",
+    "status",
+]
 _MATCH = {
     "type": "match",
     "trade_id": 1,
@@ -331,10 +355,33 @@ def test_arbitrary_json_values(value: Any) -> None:
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.sampled_from(_TYPES), st.dictionaries(st.sampled_from(
-    ["product_id", "time", "price", "size", "side", "trade_id", "last_trade_id", "best_bid",
-     "best_ask", "best_bid_size", "bids", "asks", "changes", "channels", "message", "reason"]
-), _json, max_size=8))
+@given(
+    st.sampled_from(_TYPES),
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "product_id",
+                "time",
+                "price",
+                "size",
+                "side",
+                "trade_id",
+                "last_trade_id",
+                "best_bid",
+                "best_ask",
+                "best_bid_size",
+                "bids",
+                "asks",
+                "changes",
+                "channels",
+                "message",
+                "reason",
+            ]
+        ),
+        _json,
+        max_size=8,
+    ),
+)
 def test_known_types_with_arbitrary_fields(kind: str, fields: dict[str, Any]) -> None:
     _only_malformed(msgspec.json.encode({**fields, "type": kind}))
 
@@ -360,9 +407,7 @@ def test_arbitrary_text(frame: str) -> None:
 
 @settings(max_examples=500, deadline=None)
 @given(
-    st.datetimes(
-        min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1)
-    ),
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(2200, 1, 1)),
     st.integers(min_value=0, max_value=9),
     st.integers(min_value=0, max_value=999),
 )

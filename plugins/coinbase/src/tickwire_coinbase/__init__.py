@@ -13,7 +13,6 @@ from tickwire.hookspecs import hookimpl
 from tickwire.protocols import Capabilities, Limits, ProviderInfo, ProviderRegistrar
 from tickwire.settings import SourceSettings
 from tickwire.transport import WebSocketConnector
-
 from tickwire_coinbase.backfill import CoinbaseBackfiller
 from tickwire_coinbase.connect import connector_for
 from tickwire_coinbase.normalize import PROVIDER, CoinbaseNormalizer

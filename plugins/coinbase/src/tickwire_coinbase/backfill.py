@@ -26,9 +26,9 @@ from typing import Literal
 import anyio
 import httpx
 import msgspec
+
 from tickwire.events import Candle, Event, Gap, Interval, Trade
 from tickwire.protocols import MalformedFrame, RateLimited
-
 from tickwire_coinbase.normalize import PROVIDER, decimal_of, parse_time, price_of
 from tickwire_coinbase.settings import CoinbaseSettings
 
@@ -160,7 +160,9 @@ class CoinbaseBackfiller:
                 try:
                     rows = _candles_decoder.decode(response.content)
                 except msgspec.DecodeError as exc:
-                    raise CoinbaseRESTError(f"coinbase GET {path}: unreadable candles: {exc}")
+                    raise CoinbaseRESTError(
+                        f"coinbase GET {path}: unreadable candles: {exc}"
+                    ) from None
                 now = self._clock()
                 candles = {}
                 for t, low, high, open_, close, volume in rows:
@@ -199,7 +201,9 @@ class CoinbaseBackfiller:
                     received = self._clock()
                     trades = [self._trade(gap.symbol, row, received) for row in page]
                 except (msgspec.DecodeError, MalformedFrame) as exc:
-                    raise CoinbaseRESTError(f"coinbase GET {path}: unreadable trades: {exc}")
+                    raise CoinbaseRESTError(
+                        f"coinbase GET {path}: unreadable trades: {exc}"
+                    ) from None
                 for trade in trades:
                     if gap.start <= trade.ts < gap.end:
                         yield trade

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from tickwire.transport import WebSocketConnector
-
 from tickwire_coinbase.settings import CoinbaseSettings
 
 #: Level 2 snapshots of busy books run to megabytes.

@@ -13,16 +13,18 @@ from __future__ import annotations
 import re
 from calendar import timegm
 from collections.abc import Iterable, Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Literal, TypeAlias
 
 import msgspec
+
 from tickwire.events import BookDelta, BookSide, BookSnapshot, Quote, Side, Trade
 from tickwire.protocols import Heartbeat, Item, MalformedFrame, Notice, Subscribed
 
 PROVIDER = "coinbase"
 
 # ---- numbers and times -------------------------------------------------------------------
+
 
 def decimal_of(text: str, what: str) -> Decimal:
     """Read a non-negative decimal string (``"10101.80000000"``) exactly, never via float.
@@ -56,7 +58,7 @@ _minute_cache: dict[str, int] = {}
 _second_cache: dict[str, int] = {}
 _CACHE_MAX = 4096
 #: Nanoseconds per unit of an ``n``-digit fraction.
-_SCALE = tuple(10 ** (9 - n) for n in range(10))
+_SCALE: tuple[int, ...] = tuple(int(10 ** (9 - n)) for n in range(10))
 
 
 def parse_time(text: str) -> int:

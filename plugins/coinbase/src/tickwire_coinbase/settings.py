@@ -8,6 +8,7 @@ from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from tickwire.settings import SourceSettings
 
 #: Production endpoints of the Coinbase Exchange (not Advanced Trade).

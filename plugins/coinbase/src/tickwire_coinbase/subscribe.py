@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import msgspec
-from tickwire.protocols import Connection
 
+from tickwire.protocols import Connection
 from tickwire_coinbase.settings import CoinbaseSettings
 
 #: tickwire channel → Coinbase Exchange feed channel (``book`` depends on the settings).
@@ -37,9 +37,7 @@ class CoinbaseSubscriber:
 
     __slots__ = ("_clock", "_settings")
 
-    def __init__(
-        self, settings: CoinbaseSettings, clock: Callable[[], float] = time.time
-    ) -> None:
+    def __init__(self, settings: CoinbaseSettings, clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._clock = clock
 

@@ -8,7 +8,11 @@ the recorded-traffic format of ``shared/data``. ``python -m tickwire_coinbase.te
 
 from tickwire_coinbase.testing.server import (
     FakeCoinbase as FakeCoinbase,
+)
+from tickwire_coinbase.testing.server import (
     FakeTrade as FakeTrade,
+)
+from tickwire_coinbase.testing.server import (
     read_capture as read_capture,
 )
 

@@ -136,8 +136,10 @@ class _Market:
             for i in range(BOOK_DEPTH)
             if best_bid - i * self.tick > 0
         }
-        self.asks = {best_ask + i * self.tick: self.size_unit * rnd.randint(1, 500)
-                     for i in range(BOOK_DEPTH)}
+        self.asks = {
+            best_ask + i * self.tick: self.size_unit * rnd.randint(1, 500)
+            for i in range(BOOK_DEPTH)
+        }
         changes: list[list[str]] = []
         for side, old, new in (("buy", old_bids, self.bids), ("sell", old_asks, self.asks)):
             for price in old.keys() - new.keys():
@@ -339,9 +341,7 @@ class FakeCoinbase:
         """The id of the latest trade of ``product`` (what heartbeats report)."""
         return self._markets[product].last_trade_id
 
-    def candle_rows(
-        self, product: str, granularity: int, start: int, end: int
-    ) -> list[list[Any]]:
+    def candle_rows(self, product: str, granularity: int, start: int, end: int) -> list[list[Any]]:
         """``[time, low, high, open, close, volume]`` rows for buckets starting in
         ``[start, end]`` (nanoseconds, both inclusive, as Coinbase answers), newest first."""
         market = self._markets[product]
@@ -613,7 +613,9 @@ class FakeCoinbase:
                 return
             if not self._verify(message):
                 await self._error(
-                    client, "invalid signature", "Sorry, you could not be authenticated: Bad Request"
+                    client,
+                    "invalid signature",
+                    "Sorry, you could not be authenticated: Bad Request",
                 )
                 return
             client.authenticated = True
@@ -713,8 +715,9 @@ class FakeCoinbase:
                 {
                     "type": "snapshot",
                     "product_id": product,
-                    "bids": [[plain(p), plain(s)] for p, s in sorted(market.bids.items(),
-                                                                     reverse=True)],
+                    "bids": [
+                        [plain(p), plain(s)] for p, s in sorted(market.bids.items(), reverse=True)
+                    ],
                     "asks": [[plain(p), plain(s)] for p, s in sorted(market.asks.items())],
                 },
             )
