@@ -1,8 +1,9 @@
 """Coinbase Exchange feed frames → tickwire events and control items.
 
 One typed :mod:`msgspec` decode per frame into a tagged union of the message types tickwire
-reads; numbers stay text until :func:`decimal_of` turns them into :class:`~decimal.Decimal`
-(never through float); ISO 8601 times become integer nanoseconds by :func:`parse_time`, which
+reads; msgspec builds each :class:`~decimal.Decimal` straight from the JSON text (never through
+float) and the normalizer refuses NaN, infinities, negative sizes and non-positive prices;
+ISO 8601 times become integer nanoseconds by :func:`parse_time`, which
 caches the epoch of each minute prefix. Unknown message types are ignored (Coinbase adds types
 at will); everything unreadable raises :class:`~tickwire.protocols.MalformedFrame`, and nothing
 else is ever raised.
@@ -129,8 +130,8 @@ class _Match(msgspec.Struct, tag_field="type", tag="match", gc=False):
     trade_id: int
     product_id: str
     time: str
-    size: str
-    price: str
+    size: Decimal  # msgspec builds the Decimal from the JSON text (string or number)
+    price: Decimal
     side: Literal["buy", "sell"]
 
 
@@ -140,10 +141,10 @@ class _LastMatch(_Match, tag="last_match", gc=False):
 
 class _Ticker(msgspec.Struct, tag_field="type", tag="ticker", gc=False):
     product_id: str
-    best_bid: str | None = None
-    best_ask: str | None = None
-    best_bid_size: str | None = None
-    best_ask_size: str | None = None
+    best_bid: Decimal | None = None
+    best_ask: Decimal | None = None
+    best_bid_size: Decimal | None = None
+    best_ask_size: Decimal | None = None
     time: str | None = None
 
 
@@ -169,15 +170,15 @@ class _Error(msgspec.Struct, tag_field="type", tag="error", gc=False):
 
 class _Snapshot(msgspec.Struct, tag_field="type", tag="snapshot", gc=False):
     product_id: str
-    bids: list[tuple[str, str]]
-    asks: list[tuple[str, str]]
+    bids: list[tuple[Decimal, Decimal]]
+    asks: list[tuple[Decimal, Decimal]]
     time: str | None = None
 
 
 class _L2Update(msgspec.Struct, tag_field="type", tag="l2update", gc=False):
     product_id: str
     time: str
-    changes: list[tuple[Literal["buy", "sell"], str, str]]
+    changes: list[tuple[Literal["buy", "sell"], Decimal, Decimal]]
 
 
 _Message: TypeAlias = (
@@ -246,22 +247,25 @@ class CoinbaseNormalizer:
 
     def _convert(self, msg: _Message, received_ts: int) -> Sequence[Item]:
         if type(msg) is _Match or type(msg) is _LastMatch:
+            price = msg.price
+            size = msg.size
+            if not (price.is_finite() and size.is_finite() and price > _ZERO and size >= _ZERO):
+                raise MalformedFrame(f"{msg.product_id}: bad price {price} or size {size}")
             return (
                 Trade(
                     self.provider,
                     msg.product_id,
                     parse_time(msg.time),
                     received_ts,
-                    price_of(msg.price),
-                    decimal_of(msg.size, "size"),
+                    price,
+                    size,
                     _TAKER[msg.side],
                     str(msg.trade_id),
                 ),
             )
         if type(msg) is _L2Update:
             changes: list[tuple[BookSide, Decimal, Decimal]] = [
-                (_BOOK_SIDE[side], price_of(price), decimal_of(size, "size"))
-                for side, price, size in msg.changes
+                (_BOOK_SIDE[side], _price(price), _size(size)) for side, price, size in msg.changes
             ]
             return (
                 BookDelta(
@@ -289,15 +293,17 @@ class CoinbaseNormalizer:
     def _quote(self, msg: _Ticker, received_ts: int) -> Quote:
         bid = _side_price(msg.best_bid, "best_bid")
         ask = _side_price(msg.best_ask, "best_ask")
+        bid_size = msg.best_bid_size
+        ask_size = msg.best_ask_size
         return Quote(
             self.provider,
             msg.product_id,
             received_ts if msg.time is None else parse_time(msg.time),
             received_ts,
             bid,
-            None if msg.best_bid_size is None else decimal_of(msg.best_bid_size, "best_bid_size"),
+            None if bid_size is None else _size(bid_size, "best_bid_size"),
             ask,
-            None if msg.best_ask_size is None else decimal_of(msg.best_ask_size, "best_ask_size"),
+            None if ask_size is None else _size(ask_size, "best_ask_size"),
         )
 
     def _notice(self, msg: _Error) -> Notice:
@@ -311,16 +317,31 @@ class CoinbaseNormalizer:
         return Notice(self.provider, text)
 
 
-def _side_price(text: str | None, what: str) -> Decimal | None:
+_ZERO = Decimal(0)
+
+
+def _price(value: Decimal, what: str = "price") -> Decimal:
+    """``value`` if it is a finite positive price."""
+    if value.is_finite() and value > _ZERO:
+        return value
+    raise MalformedFrame(f"{what} is not a finite positive decimal: {value}")
+
+
+def _size(value: Decimal, what: str = "size") -> Decimal:
+    if value.is_finite() and value >= _ZERO:
+        return value
+    raise MalformedFrame(f"{what} is not a finite non-negative decimal: {value}")
+
+
+def _side_price(value: Decimal | None, what: str) -> Decimal | None:
     """A best bid or ask; ``0`` (a product without orders) reads as no quote."""
-    if text is None:
+    if value is None:
         return None
-    value = decimal_of(text, what)
-    return value if value else None
+    return None if _size(value, what) == _ZERO else value
 
 
-def _levels(levels: list[tuple[str, str]]) -> list[tuple[Decimal, Decimal]]:
-    return [(price_of(price), decimal_of(size, "size")) for price, size in levels]
+def _levels(levels: list[tuple[Decimal, Decimal]]) -> list[tuple[Decimal, Decimal]]:
+    return [(_price(price), _size(size)) for price, size in levels]
 
 
 def _price_key(level: tuple[Decimal, Decimal]) -> Decimal:
