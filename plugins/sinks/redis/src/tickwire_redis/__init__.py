@@ -10,7 +10,6 @@ from __future__ import annotations
 from tickwire.hookspecs import hookimpl
 from tickwire.protocols import SinkInfo, SinkRegistrar
 from tickwire.settings import SinkSettings
-
 from tickwire_redis.settings import RedisSettings as RedisSettings
 from tickwire_redis.sink import RedisSink as RedisSink
 

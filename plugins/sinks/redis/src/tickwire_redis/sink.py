@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+
 from tickwire.events import (
     BookDelta,
     BookSnapshot,
@@ -29,7 +30,6 @@ from tickwire.events import (
     Trade,
     to_json,
 )
-
 from tickwire_redis import schema
 from tickwire_redis.settings import RedisSettings
 
@@ -61,11 +61,23 @@ class _Book:
         if delta.sequence is not None:
             self.sequence = delta.sequence
 
-    def top(self, provider: str, symbol: str, depth: int) -> dict[str, str]:
-        """The hash fields of the top ``depth`` levels per side."""
+    def top(self, provider: str, symbol: str, depth: int) -> tuple[dict[str, str], bytes]:
+        """The hash fields of the top ``depth`` levels per side, and the message to publish."""
         bids = heapq.nlargest(depth, self.bids.items())
         asks = heapq.nsmallest(depth, self.asks.items())
-        return {
+        message = _encode(
+            {
+                "type": "BookTop",
+                "provider": provider,
+                "symbol": symbol,
+                "ts": self.ts,
+                "received_ts": self.received_ts,
+                "sequence": self.sequence,
+                "bids": bids,
+                "asks": asks,
+            }
+        )
+        fields = {
             "provider": provider,
             "symbol": symbol,
             "ts": str(self.ts),
@@ -74,6 +86,7 @@ class _Book:
             "bids": _encode(bids).decode(),
             "asks": _encode(asks).decode(),
         }
+        return fields, message
 
 
 def _text(value: Decimal | None) -> str:
@@ -159,7 +172,6 @@ class RedisSink:
         now_ms = time.time_ns() // 1_000_000
         cutoff_ms = now_ms - self._ttl_ms
         cutoff_ns = cutoff_ms * 1_000_000
-        ttl = self._ttl_ms
 
         quotes: dict[str, Quote] = {}
         trades: dict[str, list[Trade]] = {}
@@ -196,28 +208,43 @@ class RedisSink:
                     f"{event.kind}:{event.start}"
                 ] = event
 
+        async with self.client.pipeline(transaction=False) as pipe:
+            self._queue(pipe, quotes, books, trades, candles, gaps, cutoff_ms)
+            await pipe.execute()
+
+    def _queue(
+        self,
+        pipe: Any,
+        quotes: dict[str, Quote],
+        books: dict[tuple[str, str], None],
+        trades: dict[str, list[Trade]],
+        candles: dict[str, dict[int, Candle]],
+        gaps: dict[str, dict[str, Gap]],
+        cutoff_ms: int,
+    ) -> None:
+        settings = self.settings
+        prefix = settings.prefix
+        ttl = self._ttl_ms
         publish = settings.publish
-        pipe = self.client.pipeline(transaction=False)
         for k, quote in quotes.items():
-            pipe.hset(k, mapping=_quote_fields(quote))  # type: ignore[arg-type]
+            pipe.hset(k, mapping=_quote_fields(quote))
             pipe.pexpire(k, ttl)
             if publish:
                 pipe.publish(k, to_json(quote))
         depth = settings.book_depth
         for provider, symbol in books:
             k = schema.key(prefix, "book", provider, symbol)
-            fields = self._books[(provider, symbol)].top(provider, symbol, depth)
-            pipe.hset(k, mapping=fields)  # type: ignore[arg-type]
+            fields, message = self._books[(provider, symbol)].top(provider, symbol, depth)
+            pipe.hset(k, mapping=fields)
             pipe.pexpire(k, ttl)
             if publish:
-                pipe.publish(k, _encode({"type": "BookTop", **fields}))
+                pipe.publish(k, message)
         if trades:
             self._queue_trades(pipe, trades, cutoff_ms)
         if candles:
             self._queue_candles(pipe, candles, cutoff_ms)
         if gaps:
             self._queue_gaps(pipe, gaps, cutoff_ms)
-        await pipe.execute()
 
     def _queue_trades(self, pipe: Any, trades: dict[str, list[Trade]], cutoff_ms: int) -> None:
         script = self._trades_script
