@@ -13,6 +13,7 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
@@ -119,11 +120,40 @@ class WebSocketConnector:
         try:
             ws = await connect(url, **self._kwargs)
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            raise ConnectionFailed(_describe(exc), _reason_for(exc)) from exc
+            reason = _reason_for(exc)
+            raise ConnectionFailed(
+                f"cannot connect to {safe_url(url)} ({_REASON_TEXT.get(reason, reason)}): "
+                f"{_describe(exc)}",
+                reason,
+            ) from None
         try:
             yield WebSocketConnection(ws)
         finally:
             await ws.close()
+
+
+_REASON_TEXT = {
+    "dns": "host name not found",
+    "tls": "TLS handshake failed",
+    "timeout": "timed out",
+    "auth": "refused our credentials",
+    "http": "HTTP error instead of a websocket",
+    "protocol": "not a websocket server",
+    "refused": "connection refused",
+}
+
+
+def safe_url(url: str) -> str:
+    """``url`` without user info, query or fragment: what may be shown in logs (tokens hide in
+    query strings)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def _describe(exc: BaseException) -> str:
@@ -135,4 +165,4 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-__all__ = ("WebSocketConnection", "WebSocketConnector")
+__all__ = ("WebSocketConnection", "WebSocketConnector", "safe_url")
