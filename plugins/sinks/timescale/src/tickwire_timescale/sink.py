@@ -73,6 +73,10 @@ def _us(ns: int) -> int:
     return ns // 1000
 
 
+def _ceil_us(ns: int) -> int:
+    return -(-ns // 1000) * 1000
+
+
 def _td_ns(value: timedelta) -> int:
     """A timedelta as integer nanoseconds, exactly (36500 days stays exact)."""
     return ((value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds) * 1000
@@ -420,8 +424,8 @@ class TimescaleSink:
             provider,
             symbol,
             interval,
-            start,
-            end,
+            _ceil_us(start),  # stored starts are whole microseconds: [start, end) holds the
+            _ceil_us(end),  # same ones as [ceil(start), ceil(end)) in microseconds
         )
         return [row[0] for row in rows]
 
