@@ -478,6 +478,25 @@ async def test_every_write_is_published_on_its_channel(
     assert isinstance(top, dict) and top["type"] == "BookTop" and top["bids"] == [["100", "1"]]
 
 
+async def test_a_retried_batch_republishes_no_trade_or_candle(
+    client: aioredis.Redis, prefix: str, make_sink: MakeSink
+) -> None:
+    base = now_ns()
+    events = [trade(base, 1), candle(base - base % MINUTE)]
+    sink = make_sink()
+    await sink.open()
+    await sink.write_batch(events)
+    async with client.pubsub() as ps:
+        await ps.psubscribe(f"{prefix}:*")
+        await ps.get_message(timeout=1)
+        await sink.write_batch(events)  # the retry: stored already, so nothing is published
+        await sink.write_batch([trade(base + 1, 2)])
+        got = await receive_with_channels(ps, 1)
+        assert await ps.get_message(ignore_subscribe_messages=True, timeout=0.3) is None
+    await sink.aclose()
+    assert got == [(f"{prefix}:trade:cb:BTC-USD", trade(base + 1, 2))]
+
+
 async def receive_with_channels(ps: aioredis.client.PubSub, n: int) -> list[tuple[str, object]]:
     got: list[tuple[str, object]] = []
     with anyio.fail_after(5):

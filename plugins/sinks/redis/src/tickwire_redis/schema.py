@@ -6,7 +6,9 @@ symbols may hold ``:`` themselves. Each key's pub/sub channel has the same name 
 (channels and keys are separate namespaces in Redis). See the README for the whole layout.
 
 Three writes need more than one command to stay idempotent, so they run as Lua scripts (one
-``EVALSHA`` per key per batch, atomic on the server):
+``EVALSHA`` per key per batch, atomic on the server, which also PUBLISHes what they wrote: a
+retried batch re-publishes no trade or candle, and the client packs one command per key rather
+than one per event):
 
 * :data:`TRADES_LUA` appends trades to a stream under ids derived from their event time, and
   skips a trade that is already there (a retried batch adds nothing);
@@ -46,7 +48,8 @@ def trade_id_base(ts: int) -> tuple[int, int]:
 
 
 # KEYS[1] the stream, KEYS[2] its "late" ZSET; ARGV[1] TTL ms, ARGV[2] MAXLEN, ARGV[3] MINID ms,
-# then per trade (in time order): ms, seq, identity, json. Returns how many entries were added.
+# ARGV[4] '1' to PUBLISH each added trade on the stream's channel, then per trade (in time
+# order): ms, seq, identity, json. Returns how many entries were added.
 #
 # A trade whose id is above the stream's last id is appended under it. One at or below it is
 # either already stored (a retried batch: found by its identity among the ids its own ts asks
@@ -68,8 +71,9 @@ if redis.call('EXISTS', key) == 1 then
     end
   end
 end
+local publish = ARGV[4] == '1'
 local added, late_added = 0, 0
-for i = 4, #ARGV, 4 do
+for i = 5, #ARGV, 4 do
   local ms, seq = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   local ident, json = ARGV[i + 2], ARGV[i + 3]
   local newer = ms > last_ms or (ms == last_ms and seq > last_seq)
@@ -92,6 +96,7 @@ for i = 4, #ARGV, 4 do
     end
     last_ms, last_seq = new_ms, new_seq
     added = added + 1
+    if publish then redis.call('PUBLISH', key, json) end
   end
 end
 if last_ms >= 0 then
@@ -107,24 +112,27 @@ return added
 """
 
 # KEYS[1] the candle ZSET; ARGV[1] TTL ms, ARGV[2] oldest start ms kept, ARGV[3] most candles
-# kept, then per candle: start ms (the score), json (the member). Returns how many were written.
+# kept, ARGV[4] '1' to PUBLISH each written candle, then per candle: start ms (the score), json
+# (the member). A candle identical to the stored one is not written (nor published) again.
+# Returns how many were written.
 # to_json puts ``source`` last, so a built candle's JSON ends with '"source":"built"}'.
 CANDLES_LUA = """
 local key = KEYS[1]
 local BUILT = '"source":"built"}'
+local publish = ARGV[4] == '1'
 local written = 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local score, member = ARGV[i], ARGV[i + 1]
+  local built = string.sub(member, -#BUILT) == BUILT
   local keep_old = false
-  if string.sub(member, -#BUILT) == BUILT then
-    for _, old in ipairs(redis.call('ZRANGEBYSCORE', key, score, score)) do
-      if string.sub(old, -#BUILT) ~= BUILT then keep_old = true end
-    end
+  for _, old in ipairs(redis.call('ZRANGEBYSCORE', key, score, score)) do
+    if old == member or (built and string.sub(old, -#BUILT) ~= BUILT) then keep_old = true end
   end
   if not keep_old then
     redis.call('ZREMRANGEBYSCORE', key, score, score)
     redis.call('ZADD', key, score, member)
     written = written + 1
+    if publish then redis.call('PUBLISH', key, member) end
   end
 end
 redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. ARGV[2])
@@ -133,11 +141,15 @@ redis.call('PEXPIRE', key, ARGV[1])
 return written
 """
 
-# KEYS[1] the gap hash; ARGV[1] TTL ms, ARGV[2] oldest start ms kept, then per gap: field
-# ('<kind>:<start ns>'), json. Fields whose start is older than the retention are deleted.
+# KEYS[1] the gap hash; ARGV[1] TTL ms, ARGV[2] oldest start ms kept, ARGV[3] '1' to PUBLISH
+# each gap, then per gap: field ('<kind>:<start ns>'), json. Fields whose start is older than
+# the retention are deleted.
 GAPS_LUA = """
 local key = KEYS[1]
-for i = 3, #ARGV, 2 do redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do
+  redis.call('HSET', key, ARGV[i], ARGV[i + 1])
+  if ARGV[3] == '1' then redis.call('PUBLISH', key, ARGV[i + 1]) end
+end
 local cutoff = tonumber(ARGV[2])
 for _, field in ipairs(redis.call('HKEYS', key)) do
   local start = tonumber(string.match(field, ':(%d+)$'))

@@ -3,9 +3,9 @@
 Per batch the sink groups the events by key, keeps only what the cache needs (the newest quote
 and book of each symbol, the last version of each candle) and sends one pipeline: ``HSET`` and
 ``PEXPIRE`` for quotes and books, one Lua call per trade stream, candle ZSET and gap hash
-(:mod:`tickwire_redis.schema`), and a ``PUBLISH`` per event on its channel. Any error raises:
-the runner keeps the batch, backs off and calls :meth:`RedisSink.write_batch` again, and every
-write here is safe to repeat.
+(:mod:`tickwire_redis.schema`, which also PUBLISH what they write), and a ``PUBLISH`` of the
+newest quote and book of each symbol. Any error raises: the runner keeps the batch, backs off
+and calls :meth:`RedisSink.write_batch` again, and every write here is safe to repeat.
 """
 
 from __future__ import annotations
@@ -250,21 +250,14 @@ class RedisSink:
         script = self._trades_script
         assert script is not None
         pipe.scripts.add(script)
-        head = (self._ttl_ms, self.settings.trades_keep, cutoff_ms)
-        publish = self.settings.publish
+        head = (self._ttl_ms, self.settings.trades_keep, cutoff_ms, int(self.settings.publish))
         for k, batch in trades.items():
             batch.sort(key=_by_ts)
             args: list[Any] = [*head]
-            payloads: list[bytes] = []
             for trade in batch:
                 ms, seq = schema.trade_id_base(trade.ts)
-                payload = to_json(trade)
-                args += (ms, seq, trade_identity(trade), payload)
-                payloads.append(payload)
+                args += (ms, seq, trade_identity(trade), to_json(trade))
             pipe.evalsha(script.sha, 2, k, k + ":late", *args)
-            if publish:
-                for payload in payloads:
-                    pipe.publish(k, payload)
 
     def _queue_candles(
         self, pipe: Any, candles: dict[str, dict[int, Candle]], cutoff_ms: int
@@ -272,32 +265,21 @@ class RedisSink:
         script = self._candles_script
         assert script is not None
         pipe.scripts.add(script)
-        head = (self._ttl_ms, cutoff_ms, self.settings.candles_keep)
-        publish = self.settings.publish
+        head = (self._ttl_ms, cutoff_ms, self.settings.candles_keep, int(self.settings.publish))
         for k, bucket in candles.items():
             args: list[Any] = [*head]
-            payloads: list[bytes] = []
             for start, candle in bucket.items():
-                payload = to_json(candle)
-                args += (start // 1_000_000, payload)
-                payloads.append(payload)
+                args += (start // 1_000_000, to_json(candle))
             pipe.evalsha(script.sha, 1, k, *args)
-            if publish:
-                for payload in payloads:
-                    pipe.publish(k, payload)
 
     def _queue_gaps(self, pipe: Any, gaps: dict[str, dict[str, Gap]], cutoff_ms: int) -> None:
         script = self._gaps_script
         assert script is not None
         pipe.scripts.add(script)
-        publish = self.settings.publish
         for k, by_field in gaps.items():
-            args: list[Any] = [self._ttl_ms, cutoff_ms]
+            args: list[Any] = [self._ttl_ms, cutoff_ms, int(self.settings.publish)]
             for field, gap in by_field.items():
-                payload = to_json(gap)
-                args += (field, payload)
-                if publish:
-                    pipe.publish(k, payload)
+                args += (field, to_json(gap))
             pipe.evalsha(script.sha, 1, k, *args)
 
     async def enforce_retention(self, now_ns: int) -> int:
