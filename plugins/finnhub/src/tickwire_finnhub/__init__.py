@@ -13,7 +13,6 @@ from tickwire.hookspecs import hookimpl
 from tickwire.protocols import Capabilities, Limits, ProviderInfo, ProviderRegistrar
 from tickwire.settings import SourceSettings
 from tickwire.transport import WebSocketConnector
-
 from tickwire_finnhub.backfill import FinnhubBackfiller
 from tickwire_finnhub.connect import connector_for
 from tickwire_finnhub.normalize import PROVIDER, FinnhubNormalizer

@@ -31,9 +31,9 @@ from decimal import Decimal
 import anyio
 import httpx
 import msgspec
+
 from tickwire.events import Candle, Event, Gap, Interval
 from tickwire.protocols import RateLimited
-
 from tickwire_finnhub.normalize import PROVIDER
 from tickwire_finnhub.settings import FinnhubSettings, Market
 
@@ -161,8 +161,9 @@ class FinnhubBackfiller:
             self._denied[path] = message
             raise FinnhubAccessDenied(message, status)
         if status >= 400:
-            raise FinnhubRESTError(f"finnhub GET {path}: HTTP {status}: {_message(response)}",
-                                   status)
+            raise FinnhubRESTError(
+                f"finnhub GET {path}: HTTP {status}: {_message(response)}", status
+            )
         return response.content
 
     async def _candles(self, gap: Gap, interval: Interval) -> AsyncIterator[Event]:

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tickwire.transport import WebSocketConnector
-
 from tickwire_finnhub.settings import FinnhubSettings
 
 REDACTED = "**********"
@@ -39,11 +38,7 @@ class RedactTokens(logging.Filter):
             record.msg = redact(record.msg)
         args = record.args
         if isinstance(args, tuple) and args:
-            if (
-                len(args) == 2
-                and isinstance(args[0], str)
-                and args[0].lower() in _SECRET_HEADERS
-            ):
+            if len(args) == 2 and isinstance(args[0], str) and args[0].lower() in _SECRET_HEADERS:
                 record.args = (args[0], REDACTED)
             elif any(isinstance(a, str) and "token" in a.lower() for a in args):
                 record.args = tuple(redact(a) if isinstance(a, str) else a for a in args)

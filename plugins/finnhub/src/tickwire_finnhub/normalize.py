@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 import msgspec
+
 from tickwire.events import Trade
 from tickwire.protocols import Frame, Heartbeat, Item, MalformedFrame, Notice
 

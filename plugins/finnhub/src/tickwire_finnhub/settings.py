@@ -6,6 +6,7 @@ from typing import Literal, Self
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from tickwire.settings import SourceSettings
 
 #: Production endpoints (FH-DOCS; the REST base is the OpenAPI ``servers`` entry).

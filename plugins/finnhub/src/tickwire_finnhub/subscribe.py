@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import msgspec
+
 from tickwire.protocols import Connection
 
 _encoder = msgspec.json.Encoder()

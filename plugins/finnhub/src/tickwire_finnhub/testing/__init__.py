@@ -219,9 +219,7 @@ class FakeFinnhub:
     async def wait_subscribed(self, symbols: Iterable[str], timeout: float = 10.0) -> None:
         """Wait until one live connection has subscribed every one of ``symbols``."""
         wanted = set(symbols)
-        await self.wait_for(
-            lambda f: any(wanted <= set(c.subscribed) for c in f.live), timeout
-        )
+        await self.wait_for(lambda f: any(wanted <= set(c.subscribed) for c in f.live), timeout)
 
     def _touch(self) -> None:
         self._changed.set()
@@ -272,29 +270,24 @@ class FakeFinnhub:
             await self._error(conn, "Invalid message")
             return
         kind, symbol = msg.get("type"), msg.get("symbol")
-        if kind in ("subscribe", "unsubscribe") and not isinstance(symbol, str):
+        if kind in ("subscribe-news", "subscribe-pr", "unsubscribe-news", "unsubscribe-pr"):
+            pass
+        elif kind not in ("subscribe", "unsubscribe"):
+            await self._error(conn, "Invalid message")
+        elif not isinstance(symbol, str):
             await self._error(conn, "Invalid symbol")
-            return
-        assert isinstance(symbol, str) or kind not in ("subscribe", "unsubscribe")
-        if kind == "subscribe":
-            if self.symbols is not None and symbol not in self.symbols:
-                await self._error(
-                    conn, f"Invalid symbol {symbol}" if self.name_symbol_in_errors
-                    else "Invalid symbol"
-                )
-            elif symbol in conn.subscribed:
-                pass
-            elif len(conn.subscribed) >= self.max_symbols:
-                await self._error(conn, "Subscribing to too many symbols")
-            else:
-                conn.subscribed.append(symbol)
         elif kind == "unsubscribe":
             if symbol in conn.subscribed:
                 conn.subscribed.remove(symbol)
-        elif kind in ("subscribe-news", "subscribe-pr", "unsubscribe-news", "unsubscribe-pr"):
+        elif self.symbols is not None and symbol not in self.symbols:
+            text = f"Invalid symbol {symbol}" if self.name_symbol_in_errors else "Invalid symbol"
+            await self._error(conn, text)
+        elif symbol in conn.subscribed:
             pass
+        elif len(conn.subscribed) >= self.max_symbols:
+            await self._error(conn, "Subscribing to too many symbols")
         else:
-            await self._error(conn, "Invalid message")
+            conn.subscribed.append(symbol)
         self._touch()
 
     async def _error(self, conn: FakeConnection, text: str) -> None:
@@ -315,8 +308,12 @@ class FakeFinnhub:
         for p in prints:
             if not self.market_open and market_of(str(p["s"])) == "stock":
                 continue
-            row: dict[str, Any] = {"p": _number(p["p"]), "s": p["s"], "t": int(p["t"]),
-                                   "v": _number(p["v"])}
+            row: dict[str, Any] = {
+                "p": _number(p["p"]),
+                "s": p["s"],
+                "t": int(p["t"]),
+                "v": _number(p["v"]),
+            }
             if "c" in p:
                 row["c"] = p["c"]
             rows.append(row)
@@ -452,8 +449,7 @@ class FakeFinnhub:
         times = sorted(t for t in bars if first <= t <= last)
         if not times:
             return _json(connection, 200, {"s": "no_data"})
-        cols: dict[str, Any] = {"c": [], "h": [], "l": [], "o": [], "s": "ok", "t": times,
-                                "v": []}
+        cols: dict[str, Any] = {"c": [], "h": [], "l": [], "o": [], "s": "ok", "t": times, "v": []}
         for t in times:
             o, h, low, c, v = bars[t]
             cols["o"].append(o)
@@ -473,8 +469,11 @@ def _json(connection: ServerConnection, status: int, body: Any) -> Response:
     response = connection.respond(status, "")
     data = _encoder.encode(body)
     headers = Headers(
-        [(k, v) for k, v in response.headers.raw_items()
-         if k.lower() not in ("content-type", "content-length")]
+        [
+            (k, v)
+            for k, v in response.headers.raw_items()
+            if k.lower() not in ("content-type", "content-length")
+        ]
     )
     headers["Content-Type"] = "application/json; charset=utf-8"
     headers["Content-Length"] = str(len(data))
