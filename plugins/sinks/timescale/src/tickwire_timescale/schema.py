@@ -246,6 +246,7 @@ def _initial(schema: str, backend: Backend, options: Options) -> list[str]:
     if backend == "timescaledb":
         from tickwire_timescale import timescaledb
 
+        timescaledb.check_retention(options)
         for table in (TRADES, QUOTES, CANDLES):
             out += timescaledb.hypertable_statements(schema, table, options)
         out += timescaledb.continuous_aggregate_statements(schema, options)

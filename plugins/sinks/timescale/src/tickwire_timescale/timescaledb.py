@@ -98,7 +98,9 @@ def continuous_aggregate_statements(schema: str, options: Options) -> list[str]:
 
 def drop_chunks_statement(schema: str, table: Table) -> str:
     """Drop ``table``'s chunks wholly older than ``$1`` (a timestamptz); counts the chunks."""
-    return f"SELECT count(*) FROM drop_chunks('{schema}.{table.name}', older_than => $1)"
+    return (
+        f"SELECT count(*) FROM drop_chunks('{schema}.{table.name}', older_than => $1::timestamptz)"
+    )
 
 
 def check_retention(options: Options) -> None:
