@@ -51,14 +51,14 @@ deadletter = "{tmp_path / "deadletter"}"
 
 async def start(*args: str, cwd: Path) -> anyio.abc.Process:
     """Start ``tickwire`` with its log in ``cwd / "stderr.log"`` (a pipe could fill and block)."""
-    log = (cwd / "stderr.log").open("wb")
-    return await anyio.open_process(
-        tickwire_cmd("--log-format", "json", *args),
-        cwd=cwd,
-        env=clean_env(),
-        stdout=log,
-        stderr=log,
-    )
+    with (cwd / "stderr.log").open("wb") as log:
+        return await anyio.open_process(
+            tickwire_cmd("--log-format", "json", *args),
+            cwd=cwd,
+            env=clean_env(),
+            stdout=log.fileno(),
+            stderr=log.fileno(),
+        )
 
 
 async def test_run_writes_exact_rows_from_the_fake_exchange(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ async def test_run_writes_exact_rows_from_the_fake_exchange(tmp_path: Path) -> N
         .fetchall()
     )
     assert candles, "the 1m candle of the published trades was not written"
-    (_, o, h, lo, c, v, n) = candles[0]
+    (_, _open, h, _low, c, _volume, _count) = candles[0]
     assert Decimal(h) >= Decimal("65000.10")
     assert Decimal(c) == Decimal("64999.99")
 
