@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import nats
+import pytest
+from nats.aio.client import Client
+from nats.js.errors import NotFoundError
+
+# Helper modules (nats_helpers) live beside this file: --import-mode=importlib does not
+# put it on sys.path.
+sys.path.insert(0, str(Path(__file__).parent))
+
+from nats_helpers import URL, Bus
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def nc() -> AsyncIterator[Client]:
+    """A plain nats-py client on the real server (fails under CI when it is missing)."""
+    try:
+        client = await nats.connect(URL, connect_timeout=2, allow_reconnect=False)
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"NATS is not running on 127.0.0.1:4222 (required under CI): {exc!r}")
+        pytest.skip("NATS is not running on 127.0.0.1:4222 (start it: see shared/SERVICES.md)")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def bus(nc: Client) -> AsyncIterator[Bus]:
+    """A unique stream for this test, deleted afterwards."""
+    bus = Bus(nc)
+    yield bus
+    try:
+        await nc.jetstream().delete_stream(bus.stream)
+    except NotFoundError:
+        pass
+
+
+@pytest.fixture
+def make_bus(nc: Client) -> Callable[[], Bus]:
+    return lambda: Bus(nc)
