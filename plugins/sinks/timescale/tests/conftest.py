@@ -14,6 +14,12 @@ DSN = os.environ.get("TICKWIRE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54
 
 
 @pytest.fixture
+def dsn() -> str:
+    """The test database's URL."""
+    return DSN
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 
