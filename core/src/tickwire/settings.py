@@ -93,6 +93,10 @@ class SourceSettings(_EnvFirst):
     name: str | None = Field(
         default=None, description="A label for logs and metrics (default: the provider)."
     )
+    ca_file: Path | None = Field(
+        default=None,
+        description="Trust this CA bundle for wss:// and https:// (private CAs, test servers).",
+    )
 
     @field_validator("symbols")
     @classmethod

@@ -8,6 +8,7 @@ http, timeout) so logs and alerts can tell them apart.
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -76,6 +77,7 @@ class WebSocketConnector:
     :param max_size: largest frame accepted (order-book snapshots can be megabytes).
     :param compression: ``"deflate"`` to offer permessage-deflate, ``None`` for none.
     :param ssl_context: for private CAs and test servers.
+    :param ca_file: a CA bundle to trust (``SourceSettings.ca_file``), if no ``ssl_context``.
     :param headers: extra HTTP headers on the handshake (never logged).
     """
 
@@ -88,6 +90,7 @@ class WebSocketConnector:
         max_size: int | None = 64 * 1024 * 1024,
         compression: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
         headers: dict[str, str] | None = None,
         ping_interval: float | None = 20.0,
     ) -> None:
@@ -103,6 +106,8 @@ class WebSocketConnector:
             "max_queue": 4096,
             "additional_headers": headers,
         }
+        if ssl_context is None and ca_file is not None:
+            ssl_context = ssl.create_default_context(cafile=os.fspath(ca_file))
         if ssl_context is not None:
             self._kwargs["ssl"] = ssl_context
 
