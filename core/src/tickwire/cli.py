@@ -149,7 +149,8 @@ async def _demo(args: argparse.Namespace) -> int:
                 {
                     "provider": info.name,
                     "symbols": symbols,
-                    "channels": ["trades", "quotes"],
+                    "channels": sorted({"trades", "quotes"} & info.capabilities.channels)
+                    or sorted(info.capabilities.channels),
                     **endpoints,
                 }
             ],

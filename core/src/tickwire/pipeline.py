@@ -328,6 +328,8 @@ class Pipeline:
             rs.close()
         for tap in self.fanout.taps:
             tap.close()
+        for worker in self.backfillers.values():
+            worker.close()
         if self.running_sinks:
             with anyio.move_on_after(deadline):
                 await sinks_done.wait()

@@ -269,6 +269,13 @@ class Backfiller(Protocol):
         ...
 
 
+class BackfillRefused(Exception):
+    """The provider will not serve this history (no access on the plan, unknown symbol…).
+
+    Permanent: the runner logs ``gap.failed`` once with the message and does not retry.
+    """
+
+
 class RateLimited(Exception):
     """The provider answered "too many requests"; ``retry_after`` seconds, when it said."""
 
@@ -278,6 +285,7 @@ class RateLimited(Exception):
 
 
 __all__ = (
+    "BackfillRefused",
     "Backfiller",
     "Capabilities",
     "Channel",

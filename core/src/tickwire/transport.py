@@ -8,7 +8,9 @@ http, timeout) so logs and alerts can tell them apart.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -20,6 +22,26 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tickwire.protocols import ConnectionFailed, Frame
+
+
+class _RedactQuery(logging.Filter):
+    """Drops query strings (where tokens live) from what the websockets library logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            args = record.args if isinstance(record.args, tuple) else (record.args,)
+            record.args = tuple(
+                _QUERY.sub("?<redacted>", a) if isinstance(a, str) else a for a in args
+            )
+        if isinstance(record.msg, str):
+            record.msg = _QUERY.sub("?<redacted>", record.msg)
+        return True
+
+
+_QUERY = re.compile(r"\?[^\s]*")
+#: The logger handed to websockets: its DEBUG lines include the request line, query and all.
+WS_LOGGER = logging.getLogger("tickwire.websockets")
+WS_LOGGER.addFilter(_RedactQuery())
 
 
 class WebSocketConnection:
@@ -105,6 +127,7 @@ class WebSocketConnector:
             "ping_interval": ping_interval,
             "max_queue": 4096,
             "additional_headers": headers,
+            "logger": WS_LOGGER,
         }
         if ssl_context is None and ca_file is not None:
             ssl_context = ssl.create_default_context(cafile=os.fspath(ca_file))

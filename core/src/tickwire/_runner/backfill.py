@@ -19,7 +19,7 @@ from tickwire._log import emit
 from tickwire._runner.connect import Backoff
 from tickwire.events import Event, Gap
 from tickwire.metrics import Metrics
-from tickwire.protocols import Backfiller, RateLimited
+from tickwire.protocols import Backfiller, BackfillRefused, RateLimited
 
 INFO, WARNING = 20, 30
 #: Events handed on per publish while a gap is fetched.
@@ -66,11 +66,19 @@ class BackfillWorker:
                 )
 
     async def run(self) -> None:
-        """Fill gaps until cancelled."""
-        async with self._recv:
-            async for gap in self._recv:
-                self.pending -= 1
-                await self.fill(gap)
+        """Fill gaps until cancelled (or :meth:`close`)."""
+        try:
+            async with self._recv:
+                async for gap in self._recv:
+                    self.pending -= 1
+                    await self.fill(gap)
+        finally:
+            self._send.close()
+
+    def close(self) -> None:
+        """No more gaps: release the queue (pending gaps stay open in the sinks)."""
+        self._send.close()
+        self._recv.close()
 
     async def fill(self, gap: Gap) -> int:
         """Fetch one gap and publish what it holds; return how many events came."""
@@ -89,6 +97,18 @@ class BackfillWorker:
                 if chunk:
                     await self.publish(chunk)
                     count += len(chunk)
+            except BackfillRefused as exc:
+                self.metrics.inc("backfill_refused_total", source=self.label)
+                emit(
+                    WARNING,
+                    "gap.failed",
+                    str(exc),
+                    source=self.label,
+                    symbol=gap.symbol,
+                    kind=gap.kind,
+                    reason="refused",
+                )
+                return count
             except RateLimited as exc:
                 delay = exc.retry_after if exc.retry_after is not None else backoff.next()
                 self.metrics.inc("backfill_rate_limited_total", source=self.label)

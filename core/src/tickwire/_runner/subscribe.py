@@ -24,10 +24,11 @@ def plan_connections(
     limits = info.limits
     symbols = list(source.symbols)
     per_conn = getattr(source, "symbols_per_connection", None) or limits.symbols_per_connection
-    if limits.max_symbols is not None and len(symbols) > limits.max_symbols:
+    max_symbols = getattr(source, "max_symbols", None) or limits.max_symbols
+    if max_symbols is not None and len(symbols) > max_symbols:
         raise ConfigError(
             f"{where}: source {source.label!r} lists {len(symbols)} symbols, but "
-            f"{info.name} allows at most {limits.max_symbols} per credential; "
+            f"{info.name} allows at most {max_symbols} per credential; "
             "remove symbols or raise the plan's limit in the provider's settings"
         )
     if not per_conn:
