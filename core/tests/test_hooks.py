@@ -115,3 +115,24 @@ def test_hook_docs_are_current() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.anyio
+async def test_websocket_query_tokens_never_reach_a_log_line(feed, caplog) -> None:
+    import logging
+
+    from tickwire.transport import WebSocketConnector
+
+    caplog.set_level(logging.DEBUG)
+    async with WebSocketConnector(feed.ws_url + "/?token=SECRET123").open(["A"]) as conn:
+        await conn.send('{"op": "subscribe", "symbols": ["A"]}')
+        await feed.wait_clients()
+    refused = WebSocketConnector("ws://127.0.0.1:1/?token=SECRET123")
+    with pytest.raises(OSError) as err:
+        async with refused.open(["A"]):
+            pass
+    assert "SECRET123" not in str(err.value)
+    # (the fake server's own websockets.server logger is not ours: leave it out)
+    lines = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
+    assert any("GET /" in line for line in lines)  # the request line was logged...
+    assert not any("SECRET123" in line for line in lines)  # ...without the token
