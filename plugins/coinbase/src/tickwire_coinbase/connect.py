@@ -19,6 +19,7 @@ def connector_for(source: CoinbaseSettings) -> WebSocketConnector:
         source.ws_url,
         max_size=MAX_FRAME,
         compression="deflate" if source.compression else None,
+        ca_file=source.ca_file,
     )
 
 
