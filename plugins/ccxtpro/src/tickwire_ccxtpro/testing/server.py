@@ -300,6 +300,17 @@ class FakeBinance:
                     await client.ws.send_str(frame)
         return trades
 
+    async def subscribed(self, stream: str, count: int = 1, timeout: float = 30) -> None:
+        """Wait until ``count`` SUBSCRIBE requests for ``stream`` came and one is live."""
+        deadline = time.monotonic() + timeout
+        while (
+            sum(stream in p for _, m, p in self.subscriptions if m == "SUBSCRIBE") < count
+            or not any(stream in c.streams for c in self.clients)
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no SUBSCRIBE for {stream} within {timeout} s")
+            await asyncio.sleep(0.02)
+
     def withhold_next_diff(self, symbol: str) -> None:
         """Apply the next depth diff of ``symbol`` to the book but do not send it."""
         self._market(symbol).withhold_diffs += 1
