@@ -104,6 +104,18 @@ class Market:
     klines: dict[str, _Kline] = field(default_factory=dict)
     carry: float = 0.0
     withhold_diffs: int = 0
+    history: dict[int, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = (
+        field(default_factory=dict)
+    )
+
+    def remember_book(self) -> None:
+        """Keep the book as it is at ``update_id`` (the last 2000 states)."""
+        self.history[self.update_id] = (
+            sorted(self.bids.items(), reverse=True),
+            sorted(self.asks.items()),
+        )
+        if len(self.history) > 2000:
+            del self.history[min(self.history)]
 
     def make_trade(self, ts: int) -> TapeTrade:
         """Make (and keep on the tape) the next trade of this market."""
@@ -189,6 +201,7 @@ class FakeBinance:
             base, quote = symbol.split("/")
             market = Market(symbol, base + quote, base, quote, random.Random(f"{seed}:{symbol}"))
             market.init_book()
+            market.remember_book()
             self.markets[market.id] = market
         self.rate_per_s = rate_per_s
         self.max_rows = max_rows
@@ -326,6 +339,12 @@ class FakeBinance:
         bids = sorted(market.bids.items(), reverse=True)
         asks = sorted(market.asks.items())
         return bids, asks
+
+    def book_at(
+        self, symbol: str, update_id: int
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]] | None:
+        """The fake's book right after update ``update_id`` (``None``: too old or unknown)."""
+        return self._market(symbol).history.get(update_id)
 
     def tape(self, symbol: str) -> list[TapeTrade]:
         """Every trade of ``symbol`` so far, in id order."""
@@ -473,6 +492,7 @@ class FakeBinance:
         bids, asks = market.book_diff()
         first = market.update_id + 1
         market.update_id += len(bids) + len(asks)
+        market.remember_book()
         diff = {
             "e": "depthUpdate",
             "E": now,
