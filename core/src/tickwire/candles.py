@@ -26,10 +26,22 @@ KEEP_CLOSED = 3
 
 
 class _Bucket:
-    __slots__ = ("close", "closed", "dirty", "high", "low", "open", "start", "trades", "volume")
+    __slots__ = (
+        "close",
+        "closed",
+        "dirty",
+        "end",
+        "high",
+        "low",
+        "open",
+        "start",
+        "trades",
+        "volume",
+    )
 
-    def __init__(self, start: int, price: Decimal, size: Decimal | None) -> None:
+    def __init__(self, start: int, end: int, price: Decimal, size: Decimal | None) -> None:
         self.start = start
+        self.end = end
         self.open = self.high = self.low = self.close = price
         self.volume = size
         self.trades = 1
@@ -40,9 +52,11 @@ class _Bucket:
 class _Series:
     """The buckets of one (provider, symbol, interval)."""
 
-    __slots__ = ("buckets", "interval", "length", "provider", "symbol")
+    __slots__ = ("buckets", "current", "interval", "length", "provider", "symbol")
 
     def __init__(self, provider: str, symbol: str, interval: Interval) -> None:
+        #: The newest bucket: almost every trade lands in it (the fast path).
+        self.current: _Bucket | None = None
         self.provider = provider
         self.symbol = symbol
         self.interval: Interval = interval
@@ -96,36 +110,38 @@ class CandleBuilder:
     def process(self, events: Iterable[Event]) -> list[Candle]:
         """Take in a batch of events; return the candles corrected by late trades."""
         out: list[Candle] = []
+        basis = self.basis
         for event in events:
             cls = type(event)
             if cls is Trade:
-                assert isinstance(event, Trade)
-                if self.basis.get(event.provider, "trade") == "trade":
-                    self._add(
-                        event.provider,
-                        event.symbol,
-                        event.ts,
-                        event.received_ts,
-                        event.price,
-                        event.size,
-                        out,
-                    )
+                trade: Trade = event  # type: ignore[assignment]
+                if basis and basis.get(trade.provider, "trade") != "trade":
+                    continue
+                self._add(
+                    trade.provider,
+                    trade.symbol,
+                    trade.ts,
+                    trade.received_ts,
+                    trade.price,
+                    trade.size,
+                    out,
+                )
             elif cls is Quote:
-                assert isinstance(event, Quote)
-                basis = self.basis.get(event.provider, "trade")
-                if basis == "mid" and event.bid is not None and event.ask is not None:
-                    price = (event.bid + event.ask) / _TWO
-                elif basis == "bid" and event.bid is not None:
-                    price = event.bid
+                quote: Quote = event  # type: ignore[assignment]
+                kind = basis.get(quote.provider, "trade")
+                if kind == "mid" and quote.bid is not None and quote.ask is not None:
+                    price = (quote.bid + quote.ask) / _TWO
+                elif kind == "bid" and quote.bid is not None:
+                    price = quote.bid
                 else:
                     continue
                 self._add(
-                    event.provider, event.symbol, event.ts, event.received_ts, price, None, out
+                    quote.provider, quote.symbol, quote.ts, quote.received_ts, price, None, out
                 )
             elif cls is Candle:
-                assert isinstance(event, Candle)
-                if event.source == "stream":
-                    self._stop_building(event.provider, event.symbol, event.interval)
+                candle: Candle = event  # type: ignore[assignment]
+                if candle.source == "stream":
+                    self._stop_building(candle.provider, candle.symbol, candle.interval)
         return out
 
     def _stop_building(self, provider: str, symbol: str, interval: str) -> None:
@@ -147,20 +163,15 @@ class CandleBuilder:
         size: Decimal | None,
         out: list[Candle],
     ) -> None:
-        self._lag[provider] = received_ts - ts
-        for series in self._series_for(provider, symbol):
-            start = ts - ts % series.length
-            buckets = series.buckets
-            bucket = buckets.get(start)
-            if bucket is None:
-                if buckets and start < next(iter(buckets)):
-                    if self.metrics is not None:
-                        self.metrics.inc("candles_late_total", provider=provider)
+        series_list = self._series.get((provider, symbol))
+        if series_list is None:
+            series_list = self._series_for(provider, symbol)
+        for series in series_list:
+            bucket = series.current
+            if bucket is None or not bucket.start <= ts < bucket.end:
+                bucket = self._bucket_for(series, ts, received_ts, price, size)
+                if bucket is None:
                     continue
-                buckets[start] = _Bucket(start, price, size)
-                if len(buckets) > 1 and start < max(buckets):
-                    series.buckets = dict(sorted(buckets.items()))
-                continue
             if price > bucket.high:
                 bucket.high = price
             elif price < bucket.low:
@@ -173,6 +184,28 @@ class CandleBuilder:
             if bucket.closed:
                 out.append(self._candle(series, bucket))
                 bucket.dirty = False
+
+    def _bucket_for(
+        self, series: _Series, ts: int, received_ts: int, price: Decimal, size: Decimal | None
+    ) -> _Bucket | None:
+        """The bucket of ``ts`` when it exists and may change; a new one is created (and
+        counted as the trade's) and ``None`` returned; ``None`` too for a trade too late."""
+        start = ts - ts % series.length
+        buckets = series.buckets
+        bucket = buckets.get(start)
+        if bucket is not None:
+            return bucket
+        if buckets and start < next(iter(buckets)):
+            if self.metrics is not None:
+                self.metrics.inc("candles_late_total", provider=series.provider)
+            return None
+        self._lag[series.provider] = received_ts - ts
+        bucket = buckets[start] = _Bucket(start, start + series.length, price, size)
+        if series.current is None or start > series.current.start:
+            series.current = bucket
+        elif len(buckets) > 1:
+            series.buckets = dict(sorted(buckets.items()))
+        return None
 
     # ---- time ----------------------------------------------------------------------------
 

@@ -80,65 +80,69 @@ class FrameHandler:
         self._frames = 0
         self._latency = metrics.histogram("latency_seconds", provider=provider)
         self._counts = metrics.counters
+        self._keys: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
+            cls: ("events_total", (("kind", KIND[cls]), ("provider", provider)))
+            for cls in EVENT_TYPES
+        }
 
     async def handle(self, frame: bytes | str) -> None:
-        """Normalize one frame and pass its events on."""
+        """Normalize one frame and pass its events on (the hot path: keep it lean)."""
         received = time.time_ns()
+        events: list[Event] = []
+        keys = self._keys
+        counts = self._counts
         try:
-            items = self.normalizer(frame, received)
-            if not isinstance(items, list | tuple):
-                items = list(items)
+            for item in self.normalizer(frame, received):
+                cls = type(item)
+                key = keys.get(cls)
+                if key is not None:
+                    if cls is Trade:
+                        try:
+                            sane = item.price > _ZERO and item.size >= _ZERO  # type: ignore[union-attr]
+                        except InvalidOperation:
+                            sane = False
+                        if not sane:
+                            self.malformed(frame, check_values(item) or "absurd value")  # type: ignore[arg-type]
+                            continue
+                    elif cls is Quote:
+                        problem = check_values(item)  # type: ignore[arg-type]
+                        if problem is not None:
+                            self.malformed(frame, problem)
+                            continue
+                    events.append(item)  # type: ignore[arg-type]
+                    counts[key] += 1
+                elif cls is Heartbeat:
+                    for gap in self.detector.heartbeat(item, received):  # type: ignore[arg-type]
+                        self._gap_found(gap)
+                        events.append(gap)
+                elif cls is Notice:
+                    self.notice(item)  # type: ignore[arg-type]
+                elif cls is Subscribed and self.on_subscribed is not None:
+                    self.on_subscribed(item.symbols)  # type: ignore[union-attr]
         except MalformedFrame as exc:
             self.malformed(frame, str(exc) or "unreadable")
             return
+        except ProviderClosed:
+            raise
         except Exception as exc:
             self.malformed(frame, f"normalizer failed: {type(exc).__name__}: {exc}")
             return
-        self._frames += 1
-        events: list[Event] = []
-        counts = self._counts
-        provider = self.provider
-        for item in items:
-            cls = type(item)
-            if cls in _EVENT_TYPES:
-                assert not isinstance(item, Heartbeat | Notice | Subscribed)
-                problem = check_values(item)
-                if problem is not None:
-                    self.malformed(frame, problem)
-                    continue
-                events.append(item)
-                counts[("events_total", (("kind", KIND[cls]), ("provider", provider)))] += 1
-            elif cls is Heartbeat:
-                assert isinstance(item, Heartbeat)
-                gaps = self.detector.heartbeat(item, received)
-                if gaps:
-                    events.extend(gaps)
-            elif cls is Notice:
-                assert isinstance(item, Notice)
-                self.notice(item)
-            elif cls is Subscribed:
-                assert isinstance(item, Subscribed)
-                if self.on_subscribed is not None:
-                    self.on_subscribed(item.symbols)
         if not events:
             return
+        self._frames += 1
         if self._frames % LATENCY_SAMPLE == 0:
-            first = events[0]
-            ts = getattr(first, "ts", None)
+            ts = getattr(events[0], "ts", None)
             if ts is not None:
                 self._latency.observe(max(received - ts, 0) / 1e9)
         gaps = self.detector.process(events)
-        builder = self.builder
-        if builder is not None:
-            candles = builder.process(events)
+        if self.builder is not None:
+            candles = self.builder.process(events)
             if candles:
                 events.extend(candles)
         if gaps:
+            for gap in gaps:
+                self._gap_found(gap)
             events.extend(gaps)
-        for event in events:
-            if type(event) is Gap:
-                assert isinstance(event, Gap)
-                self._gap_found(event)
         await self.publish(events)
 
     def _gap_found(self, gap: Gap) -> None:
