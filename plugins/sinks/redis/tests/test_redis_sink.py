@@ -13,6 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 from pydantic import ValidationError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from tickwire._plugins import Plugins
 from tickwire.events import (
@@ -141,6 +142,24 @@ async def test_unreachable_redis_raises_instead_of_swallowing() -> None:
     with pytest.raises(RedisConnectionError):
         await sink.write_batch(every_kind(now_ns()))
     await sink.aclose()
+
+
+async def test_a_server_side_error_raises_and_the_retry_completes_the_batch(
+    client: aioredis.Redis, prefix: str, make_sink: MakeSink
+) -> None:
+    await client.set(f"{prefix}:quote:cb:BTC-USD", "not a hash", px=60_000)
+    sink = make_sink()
+    await sink.open()
+    events = every_kind(now_ns())
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await sink.write_batch(events)
+    await client.delete(f"{prefix}:quote:cb:BTC-USD")
+    await sink.write_batch(events)  # what the runner does next: the same batch again
+    trades = await stream(client, f"{prefix}:trade:cb:BTC-USD")
+    quote = await client.hgetall(f"{prefix}:quote:cb:BTC-USD")
+    await sink.aclose()
+    assert trades == [events[0]]
+    assert quote[b"bid"] == b"100.1"
 
 
 # ---- layout, encoding, TTLs -------------------------------------------------------------------
