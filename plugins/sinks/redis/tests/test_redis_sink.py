@@ -344,6 +344,24 @@ async def test_trades_and_candles_are_trimmed_by_event_age(
     assert stored[-1] == trade(now, 4000)
 
 
+async def test_the_retention_pass_gives_a_ttl_back_to_a_key_that_lost_it(
+    client: aioredis.Redis, prefix: str, make_sink: MakeSink
+) -> None:
+    sink = make_sink(retention="1h")
+    await sink.open()
+    await sink.write_batch(every_kind(now_ns()))
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    for key in keys:
+        await client.persist(key)
+    await client.set(f"{prefix}:other", "not the sink's", px=60_000)
+    await client.persist(f"{prefix}:other")
+    assert await sink.enforce_retention(time.time_ns()) == 0
+    await sink.aclose()
+    for key in keys:
+        assert 0 < await client.pttl(key) <= 3600 * 1000, key
+    assert await client.pttl(f"{prefix}:other") == -1  # not a key of the sink's: left alone
+
+
 # ---- candles ----------------------------------------------------------------------------------
 
 

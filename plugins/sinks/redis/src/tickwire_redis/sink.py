@@ -285,19 +285,49 @@ class RedisSink:
     async def enforce_retention(self, now_ns: int) -> int:
         """Trim every trade stream and candle ZSET of this prefix to the retention window.
 
-        Writes already trim the keys they touch; this pass reaches the keys of symbols that
-        stopped updating (their TTL would drop them a retention after their last write anyway).
-        Returns how many entries went.
+        Writes already trim the keys they touch; this pass (hourly, by the runner) reaches the
+        keys of symbols that stopped updating, and gives back a TTL to any key of the sink's
+        that lost it (a process killed between a ``HSET`` and its ``PEXPIRE``, a ``PERSIST``
+        by hand). Returns how many stream entries and candles went.
         """
         client = self.client
         cutoff_ms = now_ns // 1_000_000 - self._ttl_ms
-        removed = 0
         prefix = self.settings.prefix
-        async for raw in client.scan_iter(match=f"{_glob(prefix)}:trade:*", _type="stream"):
-            removed += int(await client.xtrim(raw, minid=f"{cutoff_ms}-0", approximate=False))
-        async for raw in client.scan_iter(match=f"{_glob(prefix)}:candle:*", _type="zset"):
-            removed += int(await client.zremrangebyscore(raw, "-inf", f"({cutoff_ms}"))
+        kinds = tuple(f"{prefix}:{kind}:".encode() for kind in _KINDS)
+        removed = 0
+        keys: list[bytes] = []
+        async for raw in client.scan_iter(match=f"{_glob(prefix)}:*", count=1000):
+            if raw.startswith(kinds):
+                keys.append(raw)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            async with client.pipeline(transaction=False) as pipe:
+                for k in chunk:
+                    pipe.type(k)
+                    pipe.pttl(k)
+                answers = await pipe.execute()
+            streams, zsets, no_ttl = [], [], []
+            for k, kind, ttl in zip(chunk, answers[::2], answers[1::2], strict=True):
+                if kind == b"stream" and k.startswith(kinds[2]):
+                    streams.append(k)
+                elif kind == b"zset" and k.startswith(kinds[3]):
+                    zsets.append(k)
+                if ttl == -1:
+                    no_ttl.append(k)
+            async with client.pipeline(transaction=False) as pipe:
+                for k in streams:
+                    pipe.xtrim(k, minid=f"{cutoff_ms}-0", approximate=False)
+                for k in zsets:
+                    pipe.zremrangebyscore(k, "-inf", f"({cutoff_ms}")
+                for k in no_ttl:
+                    pipe.pexpire(k, self._ttl_ms)
+                results = await pipe.execute()
+            removed += sum(int(r) for r in results[: len(streams) + len(zsets)])
         return removed
+
+
+#: The kinds of key the sink writes (``<prefix>:<kind>:...``), in this order.
+_KINDS = ("quote", "book", "trade", "candle", "gap")
 
 
 def _by_ts(trade: Trade) -> int:
