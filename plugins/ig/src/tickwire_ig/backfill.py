@@ -11,7 +11,6 @@ spent. Pages are paced by ``rest_requests_per_minute``.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -141,7 +140,7 @@ class IGBackfiller:
                         retry_after=MINUTE_LIMIT_WAIT,
                     )
                 raise error
-            body = json.loads(response.content, parse_float=Decimal)
+            body = response.json()
             metadata = body.get("metadata") or {}
             self._note_allowance(metadata)
             for row in body.get("prices") or []:

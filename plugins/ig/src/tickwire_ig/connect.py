@@ -297,6 +297,7 @@ class IGConnection:
                 yield message[1]
             elif kind == "status":
                 if self._on_status(message[1]):
+                    await _raise_pending_error(self.bridge, self.session)
                     return
             elif kind == "error":
                 self._on_error(message[1], message[2])
@@ -326,6 +327,21 @@ class IGConnection:
         self.login = login
         self.client.connectionDetails.setPassword(login.password)
         log.info("ig.token_refreshed account=%s", login.account_id)
+
+
+async def _raise_pending_error(bridge: Bridge, session: IGSession, wait: float = 0.5) -> None:
+    """The SDK reports ``DISCONNECTED`` before the server error that caused it: raise that
+    error if it follows within ``wait`` seconds."""
+    with anyio.move_on_after(wait):
+        while True:
+            try:
+                message = await bridge.recv.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError):
+                return
+            if message[0] == "error":
+                raise server_error(message[1], message[2], session)
+            if message[0] == "status" and message[1].startswith("CONNECTING"):
+                return
 
 
 def server_error(code: int, message: str, session: IGSession) -> ConnectionFailed:
@@ -413,6 +429,7 @@ class IGConnector:
                     return
                 if status.startswith("DISCONNECTED"):
                     if status == "DISCONNECTED:WILL-RETRY" or status == "DISCONNECTED":
+                        await _raise_pending_error(bridge, self.session)
                         raise ConnectionFailed(
                             "the Lightstreamer server could not be reached", "refused"
                         )

@@ -9,12 +9,15 @@ or a repr.
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx
+from multidict import CIMultiDict
 
 from tickwire_ig.settings import IGSettings
 
@@ -67,6 +70,22 @@ class StreamLogin:
         return f"StreamLogin(endpoint={self.endpoint!r}, account_id={self.account_id!r})"
 
 
+@dataclass
+class Reply:
+    """One REST answer, read whole (IG's answers are small JSON documents)."""
+
+    status_code: int
+    reason_phrase: str
+    content: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        """The body as JSON (numbers that are not integers as :class:`~decimal.Decimal`)."""
+        from decimal import Decimal
+
+        return json.loads(self.content or b"null", parse_float=Decimal)
+
+
 class IGSession:
     """An IG REST session for one source (thread-unsafe; use from one event loop)."""
 
@@ -112,20 +131,32 @@ class IGSession:
         auth: bool = True,
         params: dict[str, Any] | None = None,
         json: Any = None,
-    ) -> httpx.Response:
+    ) -> Reply:
+        # aiohttp (the SDK's own HTTP library) rather than httpx: httpcore logs every response
+        # header at DEBUG, and IG's answer to a login carries the session tokens in headers.
         url = self.settings.rest_url + path
-        timeout = self.settings.rest_timeout.total_seconds()
+        timeout = aiohttp.ClientTimeout(total=self.settings.rest_timeout.total_seconds())
+        query = {k: str(v) for k, v in (params or {}).items()}
         try:
-            async with httpx.AsyncClient(timeout=timeout) as client:
-                return await client.request(
-                    method, url, headers=self._headers(version, auth), params=params, json=json
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as client,
+                client.request(
+                    method, url, headers=self._headers(version, auth), params=query, json=json
+                ) as response,
+            ):
+                body = await response.read()
+                return Reply(
+                    response.status,
+                    response.reason or "",
+                    body,
+                    CIMultiDict(response.headers),
                 )
-        except httpx.HTTPError as exc:
-            # httpx messages carry the URL, never the headers or the body.
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Neither carries headers or bodies; name the path, not the URL's query.
             raise IGError(f"{method} {path}: {type(exc).__name__}: {exc}") from None
 
     @staticmethod
-    def error_of(response: httpx.Response) -> IGError:
+    def error_of(response: Reply) -> IGError:
         """The :class:`IGError` an error response stands for."""
         code: str | None = None
         try:
@@ -276,7 +307,7 @@ class IGSession:
             self.lightstreamer_endpoint, self.account_id, f"CST-{self._cst}|XST-{self._xst}"
         )
 
-    async def get(self, path: str, *, version: int, params: dict[str, Any]) -> httpx.Response:
+    async def get(self, path: str, *, version: int, params: dict[str, Any]) -> Reply:
         """An authenticated GET; tokens refused once are renewed by a fresh login and retried."""
         await self.ensure()
         async with self._lock:

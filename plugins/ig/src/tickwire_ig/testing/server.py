@@ -733,6 +733,8 @@ class FakeIG:
                     values = self._values(sub, epic)
                     if values is not None:
                         head.append(self._update_line(sub, idx, values))
+                        if sub.scale == "PRICE":
+                            self.price_updates[epic].append(self._last[epic])
             elif snapshot:
                 head.extend(f"EOS,{sub_id},{idx}" for idx in range(1, len(items) + 1))
             await self._write(session, head, data=True)
