@@ -211,3 +211,42 @@ async def test_write_before_open_raises(make_settings: Callable[..., TimescaleSe
         await TimescaleSink(make_settings()).write_batch(
             [Trade("p", "X", 1, 1, Decimal(1), Decimal(1))]
         )
+
+
+async def test_two_writers_creating_the_same_partitions_at_once(
+    make_settings: Callable[..., TimescaleSettings], schema_name: str
+) -> None:
+    import anyio
+
+    old = 1_262_304_000 * NS_PER_SECOND  # days no partition exists for yet
+    batch = [
+        Trade("p", "X", old + i * DAY // 4, old, Decimal(1), Decimal(1), None, str(i))
+        for i in range(40)  # ten days
+    ]
+    sinks = [TimescaleSink(make_settings()) for _ in range(3)]
+    try:
+        for s in sinks:
+            await s.open()
+        async with anyio.create_task_group() as tg:
+            for s in sinks:
+                tg.start_soon(s.write_batch, batch)
+        count = await sinks[0].pool.fetchval(f"SELECT count(*) FROM {schema_name}.trades")
+        assert count == 40
+    finally:
+        for s in sinks:
+            await s.aclose()
+
+
+async def test_a_batch_of_new_and_stored_rows_takes_the_upsert_path(
+    sink: TimescaleSink, schema_name: str
+) -> None:
+    ts = _now_minute()
+    one = Decimal(1)
+    trades = [Trade("p", "X", ts + i, ts, one, one, None, str(i)) for i in range(0, 20_000, 1000)]
+    quotes = [Quote("p", "X", ts + i * 1000, ts, one, None, one, None) for i in range(20)]
+    await sink.write_batch(trades[:10] + quotes[:10])  # all new: the COPY fast path
+    changed = [msgspec.structs.replace(q, bid=Decimal(2)) for q in quotes]
+    await sink.write_batch(trades + changed)  # half stored already: COPY fails, upsert runs
+    assert await sink.pool.fetchval(f"SELECT count(*) FROM {schema_name}.trades") == 20
+    bids = await sink.pool.fetch(f"SELECT bid FROM {schema_name}.quotes")
+    assert sorted(r[0] for r in bids) == [Decimal(2)] * 20  # later quotes replaced stored ones

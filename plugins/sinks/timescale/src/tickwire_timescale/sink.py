@@ -3,16 +3,25 @@
 Ingest path, per batch: the events are sorted into rows per table (deduplicated within the
 batch where a later write replaces an earlier one), the daily partitions the rows need are
 created if missing (plain PostgreSQL; a short transaction of its own), then in **one
-transaction** each table's rows are ``COPY``'d (binary) into the connection's temporary
-staging table and moved with ``INSERT ... SELECT ... ON CONFLICT``. Every write is idempotent,
-so the runner may retry a failed batch (or a batch whose commit reached the server but whose
-answer was lost) without creating a duplicate row.
+transaction**, per table:
 
-Why COPY + staging rather than ``INSERT ... SELECT FROM unnest($1::timestamptz[], ...)``: both
-were measured on this schema (``bench/timescale_sink.py`` prints both), and COPY + staging was
-the faster of the two here; it also carries ``numeric[]`` book levels, which ``unnest`` cannot.
-Its cost: a session-scoped temporary table, so it does not work behind a transaction-pooling
-pgbouncer (use session pooling, or connect to PostgreSQL directly).
+* trades and quotes (the high-rate tables, whose rows are nearly always new) are first
+  ``COPY``'d (binary) straight into the table inside a savepoint. If any key is stored already
+  (a replay, a retried batch), the unique index refuses the COPY, the savepoint is rolled back
+  and the next step runs instead;
+* otherwise (and always for candles, gaps and books) the rows are ``COPY``'d into the
+  connection's temporary staging table and moved with ``INSERT ... SELECT ... ON CONFLICT``.
+
+Every write is idempotent, so the runner may retry a failed batch (or a batch whose commit
+reached the server but whose answer was lost) without creating a duplicate row.
+
+Why: ``INSERT ... ON CONFLICT`` searches the unique index before each insert; a plain COPY with
+the same index measured about 1.3-1.7x faster end to end here. Of the two upsert forms, COPY +
+staging measured faster than ``INSERT ... SELECT FROM unnest($1::timestamptz[], ...)`` on this
+schema (``bench/timescale_sink.py`` prints both) and carries ``numeric[]`` book levels, which
+``unnest`` cannot. Costs: a replayed batch pays for the refused COPY first (its dead rows are
+vacuumed as usual), and the staging table is session-scoped, so the sink does not work behind a
+transaction-pooling pgbouncer (use session pooling, or connect to PostgreSQL directly).
 
 Times: asyncpg is told to exchange ``timestamptz`` as integer nanoseconds (the events' unit)
 with a ``format='tuple'`` codec on the sink's own connections; PostgreSQL keeps microseconds,
@@ -110,6 +119,12 @@ _GAP_UPDATE = (
     ' WHEN EXCLUDED."end" > cur."end" THEN \'open\''
     " ELSE cur.status END"
 )
+
+
+#: Tables written COPY-first (see ``TimescaleSink._copy_new``): the high-rate ones, whose rows
+#: are nearly always new. A plain COPY with the unique index measured about twice as fast on the
+#: server as ``INSERT ... ON CONFLICT`` (which searches the index before every insert).
+_OPTIMISTIC = frozenset({"trades", "quotes"})
 
 
 class TimescaleSinkError(RuntimeError):
@@ -353,6 +368,8 @@ class TimescaleSink:
             try:
                 async with conn.transaction():
                     for table, rows in work:
+                        if table.name in _OPTIMISTIC and await self._copy_new(conn, table, rows):
+                            continue
                         await conn.copy_records_to_table(
                             table.stage,
                             records=rows,
@@ -366,6 +383,23 @@ class TimescaleSink:
                 # recreates what it needs.
                 self._partitions.clear()
                 raise TimescaleSinkError(f"batch not written: {exc}") from exc
+
+    async def _copy_new(self, conn: Conn, table: Table, rows: Sequence[tuple[Any, ...]]) -> bool:
+        """COPY ``rows`` straight into ``table``, in a savepoint; ``False`` if one was there.
+
+        The fast path for rows that are new (the live stream): no staging table and no
+        speculative insertion. A key already stored (a replay, a retried batch, a duplicate in
+        the batch) fails the COPY with a unique violation; the savepoint is rolled back and the
+        caller takes the ``ON CONFLICT`` path for the whole table's rows.
+        """
+        try:
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    table.name, records=rows, columns=table.column_names, schema_name=self.schema
+                )
+        except asyncpg.UniqueViolationError:
+            return False
+        return True
 
     async def enforce_retention(self, now_ns: int) -> int:
         """Drop what is older than ``now_ns - retention`` by event time; return rows removed.
