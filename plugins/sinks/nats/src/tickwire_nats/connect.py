@@ -205,12 +205,12 @@ class NatsConnector:
                     tg.cancel_scope.cancel()
                     with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                         await conn.release()
+                        await nc.flush(timeout=2)
         finally:
+            # close, not drain: draining a pull subscription waits on a queue nats-py never
+            # marks done. What matters (acks and naks) was flushed by release().
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                try:
-                    await nc.drain()
-                except Exception:
-                    await nc.close()
+                await nc.close()
 
 
 __all__ = ("NatsConnection", "NatsConnector", "consumer_name")

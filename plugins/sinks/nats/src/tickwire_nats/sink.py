@@ -109,10 +109,7 @@ class NatsSink:
         """Drain and close the connection."""
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None and not nc.is_closed:
-            try:
-                await nc.drain()
-            except Exception:
-                await nc.close()
+            await nc.close()
 
 
 __all__ = ("NatsSink", "PublishFailed")

@@ -1,0 +1,198 @@
+"""Writers: durable consumption into real sinks, acknowledged only after the commit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from nats.js.api import ConsumerInfo
+from tickwire.pipeline import Pipeline
+from tickwire.protocols import ConnectionFailed
+from tickwire.settings import ConfigError, Settings
+from tickwire_nats import NatsConnector, NatsSink, attach
+from tickwire_nats.connect import NEEDS_ATTACH
+
+from nats_helpers import (
+    Bus,
+    FeedPlugin,
+    base_settings,
+    feed_trade,
+    sqlite_count,
+    sqlite_trades,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.service]
+
+SYMBOLS = ["BTC-USD", "ETH/USDT", "CS.D.EURUSD.CFD.IP", "OANDA:EUR_USD"]
+
+
+def collector(bus: Bus, tmp: Path, symbols: list[str], count: int) -> Pipeline:
+    settings = Settings(
+        sources=[{"provider": "feed", "symbols": symbols, "count": count, "pause": 0.01}],
+        sinks=[{"type": "nats", **bus.keys(), "batch_size": 200, "flush_interval": "20ms"}],
+        **base_settings(tmp),
+    )
+    return Pipeline(settings, plugins=[FeedPlugin()])
+
+
+def writer(bus: Bus, tmp: Path, db: Path, **source: object) -> Pipeline:
+    settings = Settings(
+        sources=[{"provider": "nats", **bus.keys(), "ack_wait": "3s", **source}],
+        sinks=[{"type": "sqlite", "path": str(db), "batch_size": 500, "flush_interval": "50ms"}],
+        **base_settings(tmp),
+    )
+    pipeline = Pipeline(settings)
+    attach(pipeline)
+    return pipeline
+
+
+async def consumer(bus: Bus, durable: str = "tickwire-writer") -> ConsumerInfo:
+    return await bus.nc.jetstream().consumer_info(bus.stream, durable)
+
+
+def expected(symbols: list[str], count: int) -> list[tuple[str, str, str, int]]:
+    return sorted(
+        (t.provider, t.symbol, str(t.trade_id), t.ts)
+        for s in symbols
+        for t in (feed_trade(s, i) for i in range(count))
+    )
+
+
+async def test_collectors_to_nats_to_writer_into_sqlite(bus: Bus, tmp_path: Path) -> None:
+    """A redundant pair of collectors and a collector of another shard; one writer; SQLite
+    holds every trade exactly once and the consumer ends with nothing unacknowledged."""
+    count = 300
+    shard_a, shard_b = SYMBOLS[:2], SYMBOLS[2:]
+    db = tmp_path / "history.db"
+    async with (
+        collector(bus, tmp_path / "a1", shard_a, count) as a1,
+        collector(bus, tmp_path / "a2", shard_a, count) as a2,
+        collector(bus, tmp_path / "b", shard_b, count),
+        writer(bus, tmp_path / "w", db),
+    ):
+        total = len(SYMBOLS) * count
+        await wait_until(lambda: sqlite_count(db) >= total)
+
+        async def settled() -> bool:
+            info = await consumer(bus)
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await wait_until(settled)
+        assert a1.running_sinks[0].written == a2.running_sinks[0].written == 2 * count
+    assert sqlite_trades(db) == expected(SYMBOLS, count)
+    # The pair's copies were dropped by the stream, not by the database.
+    assert await bus.count() == len(SYMBOLS) * count
+
+
+async def test_writer_crash_mid_batch_replays_everything(bus: Bus, tmp_path: Path) -> None:
+    """A writer killed (SIGKILL) while its sink writes: nothing was acknowledged, so a new
+    writer on the same durable consumer gets every message again and stores each once."""
+    count = 250
+    sink = NatsSink(bus.sink_settings())
+    await sink.open()
+    events = [feed_trade(s, i) for s in SYMBOLS for i in range(count)]
+    await sink.write_batch(events)
+    await sink.aclose()
+
+    source = {"provider": "nats", **bus.keys(), "ack_wait": "2s"}
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("nats_writer_proc.py")), json.dumps(source)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        with anyio.fail_after(30):
+            line = await anyio.to_thread.run_sync(proc.stdout.readline)
+        assert line.startswith("writing "), line
+        info = await consumer(bus)
+        assert info.num_ack_pending > 0  # delivered to the writer
+        assert info.ack_floor.stream_seq == 0  # and none acknowledged
+    finally:
+        proc.kill()
+        proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    db = tmp_path / "history.db"
+    async with writer(bus, tmp_path / "w2", db):
+        await wait_until(lambda: sqlite_count(db) >= len(events))
+
+        async def settled() -> bool:
+            info = await consumer(bus)
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await wait_until(settled)
+    assert sqlite_trades(db) == expected(SYMBOLS, count)
+
+
+async def test_writer_restart_after_partial_commit_stays_exactly_once(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """A writer stopped part-way (some batches committed and acked, some not) and restarted."""
+    count = 400
+    sink = NatsSink(bus.sink_settings())
+    await sink.open()
+    events = [feed_trade(s, i) for s in SYMBOLS for i in range(count)]
+    await sink.write_batch(events)
+    await sink.aclose()
+    db = tmp_path / "history.db"
+    async with writer(bus, tmp_path / "w1", db, batch=100) as first:
+        await wait_until(lambda: sqlite_count(db) > 0)
+        first.stop()
+    partial = sqlite_count(db)
+    async with writer(bus, tmp_path / "w2", db):
+        await wait_until(lambda: sqlite_count(db) >= len(events))
+
+        async def settled() -> bool:
+            info = await consumer(bus)
+            return info.num_ack_pending == 0 and info.num_pending == 0
+
+        await wait_until(settled)
+    assert 0 < partial
+    assert sqlite_trades(db) == expected(SYMBOLS, count)
+
+
+async def test_two_writers_share_one_durable_consumer(bus: Bus, tmp_path: Path) -> None:
+    count = 500
+    sink = NatsSink(bus.sink_settings())
+    await sink.open()
+    events = [feed_trade(s, i) for s in SYMBOLS for i in range(count)]
+    await sink.write_batch(events)
+    await sink.aclose()
+    db1, db2 = tmp_path / "one.db", tmp_path / "two.db"
+    async with writer(bus, tmp_path / "w1", db1, batch=50), writer(
+        bus, tmp_path / "w2", db2, batch=50
+    ):
+        await wait_until(lambda: sqlite_count(db1) + sqlite_count(db2) >= len(events))
+    both = sqlite_trades(db1) + sqlite_trades(db2)
+    assert sorted(both) == expected(SYMBOLS, count)
+
+
+async def test_unattached_writer_refuses_to_consume(bus: Bus, tmp_path: Path) -> None:
+    """Without commit reports a writer would ack what it only queued: it does not start."""
+    settings = Settings(
+        sources=[{"provider": "nats", **bus.keys()}], sinks=[], **base_settings(tmp_path)
+    )
+    pipeline = Pipeline(settings)
+    connector = pipeline.connections[0].connector
+    assert isinstance(connector, NatsConnector)
+    with pytest.raises(ConnectionFailed, match="acknowledges a message only after"):
+        async with connector.open([">"]):
+            pass
+    assert "tickwire-nats-writer" in NEEDS_ATTACH
+
+
+async def test_attach_refuses_a_writer_that_builds_candles(bus: Bus, tmp_path: Path) -> None:
+    settings = Settings(
+        sources=[{"provider": "nats", **bus.keys()}],
+        sinks=[],
+        **{**base_settings(tmp_path), "candles": {"intervals": ["1m"]}},
+    )
+    with pytest.raises(ConfigError, match="intervals = \\[\\]"):
+        attach(Pipeline(settings))
