@@ -250,3 +250,11 @@ async def test_a_batch_of_new_and_stored_rows_takes_the_upsert_path(
     assert await sink.pool.fetchval(f"SELECT count(*) FROM {schema_name}.trades") == 20
     bids = await sink.pool.fetch(f"SELECT bid FROM {schema_name}.quotes")
     assert sorted(r[0] for r in bids) == [Decimal(2)] * 20  # later quotes replaced stored ones
+
+
+async def test_datetimes_are_accepted_as_query_arguments(sink: TimescaleSink) -> None:
+    from datetime import UTC, datetime
+
+    moment = datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    got = await sink.pool.fetchval("SELECT $1::timestamptz", moment)
+    assert got == 1_700_000_000_123_456_000

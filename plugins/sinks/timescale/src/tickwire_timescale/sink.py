@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -61,7 +61,7 @@ _GAP_STATUSES: tuple[str, ...] = get_args(GapStatus)
 
 #: Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC).
 _PG_EPOCH_US = 946_684_800 * 1_000_000
-_UNIX_EPOCH = datetime(1970, 1, 1).astimezone()
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _encode_ts(value: Any) -> tuple[int]:
