@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tickwire.pipeline import Pipeline
 from tickwire.settings import Settings
 from tickwire.testing import MemorySink

@@ -8,11 +8,11 @@ from decimal import Decimal
 
 import anyio
 import pytest
+
 from tickwire.events import Candle, Gap, Trade
 from tickwire.pipeline import Pipeline
 from tickwire.protocols import RateLimited
 from tickwire.testing import MemorySink
-
 from tickwire_ccxtpro.backfill import CcxtBackfiller
 from tickwire_ccxtpro.settings import CcxtSettings
 from tickwire_ccxtpro.testing import FakeBinance
@@ -58,12 +58,16 @@ async def test_rate_limit_maps_to_rate_limited_then_resumes() -> None:
         backfiller = CcxtBackfiller(CcxtSettings(**fake.source()))
         gap = Gap("ccxt:binance", SYMBOL, "candles:1m", start, now, "startup")
         got: list[Candle] = []
-        with pytest.raises(RateLimited) as info:
+
+        async def until_limited() -> None:
             async for c in backfiller.fetch(gap):
                 assert isinstance(c, Candle)
                 got.append(c)
                 if len(got) == 2000:
                     fake.rate_limit(1, retry_after=7)
+
+        with pytest.raises(RateLimited) as info:
+            await until_limited()
         assert info.value.retry_after == 7
         calls = fake.rest_calls["klines"]
         rest = await collect(backfiller, gap)  # the runner calls again: it resumes

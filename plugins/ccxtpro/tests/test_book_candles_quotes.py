@@ -7,10 +7,10 @@ from decimal import Decimal
 
 import anyio
 import pytest
+
 from tickwire.events import BookSnapshot, Candle, Gap, Quote
 from tickwire.pipeline import Pipeline
 from tickwire.testing import MemorySink
-
 from tickwire_ccxtpro.testing import FakeBinance
 
 SYMBOL = "BTC/USDT"
@@ -72,9 +72,7 @@ async def test_streamed_candles_forming_then_closed(make_pipeline: Callable[...,
                     await fake._emit_trade(market, market.make_trade(time_ms()))
                 await anyio.sleep(1.05)
             await fake._emit_trade(market, market.make_trade(time_ms()))
-            await sink.wait_for(
-                lambda m: sum(1 for c in candles(m) if c.closed) >= 3, 20
-            )
+            await sink.wait_for(lambda m: sum(1 for c in candles(m) if c.closed) >= 3, 20)
     closed = {c.start: c for c in candles(sink) if c.closed}
     tape = fake.tape(SYMBOL)
     for start, candle in closed.items():
@@ -120,4 +118,6 @@ async def test_tickers_become_quotes(make_pipeline: Callable[..., Pipeline]) -> 
     assert quote.bid is not None and quote.ask is not None and quote.bid < quote.ask
     quotes = [e for e in sink.events if isinstance(e, Quote)]
     assert all(isinstance(q.bid_size, Decimal) for q in quotes)
-    assert any((q.bid, q.bid_size, q.ask, q.ask_size) == (bid, bid_size, ask, ask_size) for q in quotes)
+    assert any(
+        (q.bid, q.bid_size, q.ask, q.ask_size) == (bid, bid_size, ask, ask_size) for q in quotes
+    )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tickwire.events import BookSnapshot, Candle, Quote, Trade
 from tickwire.testing import check_provider
-
 from tickwire_ccxtpro.testing import FakeBinance
 
 

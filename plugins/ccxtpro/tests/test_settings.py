@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+
 from tickwire._plugins import Plugins
 from tickwire.settings import ConfigError, validate_entry
-
 from tickwire_ccxtpro import exchanges
 from tickwire_ccxtpro.settings import CcxtSettings
 

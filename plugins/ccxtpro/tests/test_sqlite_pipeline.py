@@ -9,9 +9,9 @@ from pathlib import Path
 
 import anyio
 import pytest
+
 from tickwire.pipeline import Pipeline
 from tickwire.testing import MemorySink
-
 from tickwire_ccxtpro.testing import FakeBinance
 
 SYMBOL = "BTC/USDT"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import itertools
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
+
 from tickwire.events import Gap, Trade
 from tickwire.pipeline import Pipeline
 from tickwire.testing import MemorySink
-
 from tickwire_ccxtpro.testing import FakeBinance, TapeTrade
 
 SYMBOL = "BTC/USDT"
@@ -49,7 +50,9 @@ async def test_trades_exact(make_pipeline: Callable[..., Pipeline]) -> None:
 
 
 @pytest.mark.anyio
-async def test_burst_larger_than_ccxt_default_cache_loses_nothing(make_pipeline: Callable[..., Pipeline]) -> None:
+async def test_burst_larger_than_ccxt_default_cache_loses_nothing(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
     """200 000 trades blasted at once: ccxt's default ``tradesLimit`` (1000) would drop half."""
     async with FakeBinance([SYMBOL], rate_per_s=0) as fake:
         sink = MemorySink()
@@ -64,7 +67,9 @@ async def test_burst_larger_than_ccxt_default_cache_loses_nothing(make_pipeline:
 
 
 @pytest.mark.anyio
-async def test_naive_cache_drops_are_detected_as_gaps(make_pipeline: Callable[..., Pipeline]) -> None:
+async def test_naive_cache_drops_are_detected_as_gaps(
+    make_pipeline: Callable[..., Pipeline],
+) -> None:
     """With ccxt's default 1000-row ring the drops happen, and are recorded, never silent."""
     async with FakeBinance([SYMBOL], rate_per_s=0) as fake:
         sink = MemorySink()
@@ -84,6 +89,6 @@ async def test_naive_cache_drops_are_detected_as_gaps(make_pipeline: Callable[..
     # every hole between two delivered trades is covered by a recorded gap
     ids = sorted(int(t.trade_id) for t in trades if t.trade_id)
     by_id = {t.id: t.ts * 1_000_000 for t in tape}
-    holes = [(a, b) for a, b in zip(ids, ids[1:], strict=False) if b > a + 1]
+    holes = [(a, b) for a, b in itertools.pairwise(ids) if b > a + 1]
     for a, b in holes:
         assert any(g.start <= by_id[a] and g.end >= by_id[b] for g in gaps), (a, b)

@@ -15,7 +15,6 @@ from tickwire.events import INTERVAL_NS
 from tickwire.hookspecs import hookimpl
 from tickwire.protocols import Capabilities, Limits, ProviderInfo, ProviderRegistrar
 from tickwire.settings import SourceSettings
-
 from tickwire_ccxtpro.backfill import CcxtBackfiller
 from tickwire_ccxtpro.connect import CcxtConnector
 from tickwire_ccxtpro.normalize import CcxtNormalizer

@@ -17,9 +17,9 @@ from decimal import Decimal
 from typing import Any
 
 import anyio
+
 from tickwire.events import INTERVAL_NS, Candle, Event, Gap, Interval, Trade
 from tickwire.protocols import RateLimited
-
 from tickwire_ccxtpro import exchanges
 from tickwire_ccxtpro.settings import CcxtSettings
 from tickwire_ccxtpro.subscribe import num

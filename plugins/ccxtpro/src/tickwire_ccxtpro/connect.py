@@ -25,8 +25,8 @@ import anyio
 import orjson
 from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from tickwire.protocols import ConnectionFailed, Frame
 
+from tickwire.protocols import ConnectionFailed, Frame
 from tickwire_ccxtpro import exchanges
 from tickwire_ccxtpro.settings import CcxtSettings
 from tickwire_ccxtpro.subscribe import (
@@ -159,7 +159,10 @@ class CcxtConnector:
         for channel in source.channels:
             if channel == "trades":
                 tg.start_soon(
-                    self._guard, conn, symbol, watch_trades(ex, symbol, out, sequential=self.sequential)
+                    self._guard,
+                    conn,
+                    symbol,
+                    watch_trades(ex, symbol, out, sequential=self.sequential),
                 )
             elif channel == "quotes":
                 tg.start_soon(self._guard, conn, symbol, watch_ticker(ex, symbol, out))

@@ -20,6 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
+
 from tickwire.events import (
     BookSnapshot,
     Candle,
@@ -55,7 +56,9 @@ class CcxtNormalizer:
         try:
             return self._items(msg, received_ts)
         except (KeyError, TypeError, ValueError, IndexError, InvalidOperation) as exc:
-            raise MalformedFrame(f"bad {msg.get('k')!r} frame: {type(exc).__name__}: {exc}") from None
+            raise MalformedFrame(
+                f"bad {msg.get('k')!r} frame: {type(exc).__name__}: {exc}"
+            ) from None
 
     def _items(self, msg: dict[str, Any], received_ts: int) -> list[Item]:
         kind = msg["k"]

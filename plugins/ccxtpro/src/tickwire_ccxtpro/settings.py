@@ -9,9 +9,9 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
+
 from tickwire.events import Interval
 from tickwire.settings import Duration, SourceSettings
-
 from tickwire_ccxtpro import exchanges
 
 FAMILY = "ccxt"
@@ -104,7 +104,7 @@ class CcxtSettings(SourceSettings):
     @classmethod
     def _known_exchange(cls, value: str) -> str:
         if not value.startswith(PREFIX) or len(value) <= len(PREFIX):
-            raise ValueError(f"write the provider as 'ccxt:<exchange id>', e.g. 'ccxt:binance'")
+            raise ValueError("write the provider as 'ccxt:<exchange id>', e.g. 'ccxt:binance'")
         exchange_id = value[len(PREFIX) :]
         known = exchanges.pro_exchange_ids()
         if exchange_id not in known:

@@ -85,9 +85,7 @@ def _new_count(cache: Any, symbol: str) -> int | None:
     return None
 
 
-async def watch_trades(
-    exchange: Any, symbol: str, out: Handoff, *, sequential: bool
-) -> None:
+async def watch_trades(exchange: Any, symbol: str, out: Handoff, *, sequential: bool) -> None:
     """Stream ``symbol``'s trades forever (returns only by raising)."""
     raw_price, raw_amount = exchanges.RAW_TRADE_FIELDS.get(exchange.id, (None, None))
     last_ts: int | None = None
@@ -205,7 +203,9 @@ async def watch_order_book(
                 exc,
                 extra={"event": "ccxt.book_resync", "fields": {"symbol": symbol}},
             )
-            await out.put(_gap(symbol, "book", (last_ts or now // 1_000_000) * 1_000_000, now, "sequence"))
+            await out.put(
+                _gap(symbol, "book", (last_ts or now // 1_000_000) * 1_000_000, now, "sequence")
+            )
             continue
         mono = time.monotonic()
         if every and mono - last_sent < every:
@@ -235,8 +235,8 @@ async def watch_order_book(
 __all__ = (
     "Handoff",
     "num",
-    "watch_order_book",
     "watch_ohlcv",
+    "watch_order_book",
     "watch_ticker",
     "watch_trades",
 )

@@ -104,8 +104,8 @@ class Market:
     klines: dict[str, _Kline] = field(default_factory=dict)
     carry: float = 0.0
     withhold_diffs: int = 0
-    history: dict[int, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = (
-        field(default_factory=dict)
+    history: dict[int, tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]] = field(
+        default_factory=dict
     )
 
     def remember_book(self) -> None:
@@ -252,7 +252,7 @@ class FakeBinance:
         await site.start()
         server = site._server
         assert server is not None
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         self._task = asyncio.get_running_loop().create_task(self._simulate())
         return self
 
@@ -316,10 +316,9 @@ class FakeBinance:
     async def subscribed(self, stream: str, count: int = 1, timeout: float = 30) -> None:
         """Wait until ``count`` SUBSCRIBE requests for ``stream`` came and one is live."""
         deadline = time.monotonic() + timeout
-        while (
-            sum(stream in p for _, m, p in self.subscriptions if m == "SUBSCRIBE") < count
-            or not any(stream in c.streams for c in self.clients)
-        ):
+        while sum(
+            stream in p for _, m, p in self.subscriptions if m == "SUBSCRIBE"
+        ) < count or not any(stream in c.streams for c in self.clients):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no SUBSCRIBE for {stream} within {timeout} s")
             await asyncio.sleep(0.02)
@@ -333,7 +332,9 @@ class FakeBinance:
         self._rate_limited = n
         self._retry_after = retry_after
 
-    def book(self, symbol: str) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+    def book(
+        self, symbol: str
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """The fake's own book: bids best first, asks best first."""
         market = self._market(symbol)
         bids = sorted(market.bids.items(), reverse=True)
@@ -591,7 +592,7 @@ class FakeBinance:
                 _dumps({"error": {"code": 2, "msg": f"Unknown method {method}"}, "id": req_id})
             )
 
-    # ---- REST -------------------------------------------------------------------------------------
+    # ---- REST ---------------------------------------------------------------------------
 
     async def _rest_handler(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
@@ -617,7 +618,11 @@ class FakeBinance:
             limit = int(q.get("limit", "500"))
             if limit < 1 or limit > self.max_rows:
                 return web.json_response(
-                    {"code": -1100, "msg": f"Illegal characters found in parameter 'limit'; legal range is '1 - {self.max_rows}'."},
+                    {
+                        "code": -1100,
+                        "msg": "Illegal characters found in parameter 'limit'; "
+                        f"legal range is '1 - {self.max_rows}'.",
+                    },
                     status=400,
                 )
             if name == "depth":
@@ -696,7 +701,12 @@ class FakeBinance:
             "timezone": "UTC",
             "serverTime": _now_ms(),
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000}
+                {
+                    "rateLimitType": "REQUEST_WEIGHT",
+                    "interval": "MINUTE",
+                    "intervalNum": 1,
+                    "limit": 6000,
+                }
             ],
             "exchangeFilters": [],
             "symbols": symbols,
@@ -739,7 +749,7 @@ class FakeBinance:
                     status=400,
                 )
             index = bisect.bisect_left(market.tape_ts, start)
-            rows = []
+            rows: list[TapeTrade] = []
             for t in market.tape[index:]:
                 if t.ts > end or len(rows) >= limit:
                     break
