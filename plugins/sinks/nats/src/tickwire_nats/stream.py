@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import nats
+import anyio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig, StreamInfo
@@ -26,6 +26,9 @@ from tickwire.protocols import ConnectionFailed
 from tickwire_nats.settings import _Bus
 
 log = logging.getLogger("tickwire.nats")
+
+#: Seconds one connection attempt to a server may take.
+CONNECT_TIMEOUT = 3.0
 
 
 class StreamMismatch(Exception):
@@ -40,7 +43,7 @@ async def connect(settings: _Bus, name: str) -> Client:
     options: dict[str, Any] = {
         "servers": [s.strip() for s in settings.url.split(",") if s.strip()],
         "name": name,
-        "connect_timeout": 5,
+        "connect_timeout": CONNECT_TIMEOUT,
         "allow_reconnect": True,
         "max_reconnect_attempts": -1,
         "reconnect_time_wait": 1,
@@ -58,11 +61,19 @@ async def connect(settings: _Bus, name: str) -> Client:
         log.debug("nats client: %s", exc)
 
     options["error_cb"] = _quiet
+    nc = Client()
     try:
-        return await nats.connect(**options)
-    except Exception as exc:  # nats-py raises its own NoServersError, OSError, TimeoutError
+        # nats-py keeps trying a first connect forever when reconnects are unlimited; bound
+        # the first one (the runner retries with its backoff), keep later reconnects unlimited.
+        with anyio.fail_after(CONNECT_TIMEOUT * 2):
+            await nc.connect(**options)
+    except Exception as exc:  # nats-py raises NoServersError, OSError, TimeoutError …
+        with anyio.CancelScope(shield=True):
+            await nc.close()
         reason = "auth" if "authorization" in str(exc).lower() else "refused"
-        raise ConnectionFailed(f"NATS at {settings.url}: {exc or type(exc).__name__}", reason)
+        detail = str(exc) or type(exc).__name__
+        raise ConnectionFailed(f"NATS at {settings.url}: {detail}", reason) from None
+    return nc
 
 
 def stream_config(settings: _Bus) -> StreamConfig:
