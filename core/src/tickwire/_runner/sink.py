@@ -1,17 +1,23 @@
 """The sink stage: a bounded buffer, batching and retries around every plugin sink.
 
 :class:`RunningSink` (Telegraf's ``RunningOutput``) owns what a sink plugin must not: the buffer
-(bounded in events: when it is full the sources wait, so nothing is dropped while the pipeline
-runs), batches sized by count and time, and retries with backoff when a write fails. The
+(bounded in events), batches sized by count and time, and retries with backoff when a write
+fails. When the buffer is full (the sink is down or slow) and a spill directory is set, the
+overflow goes to the sink's write-ahead file (:mod:`tickwire.spill`) instead of blocking the
+sources; it is replayed, oldest first and before anything newer, once the sink writes again
+(and at the next start after a crash). Only when the spill file is full too (``spill_max_bytes``)
+do the sources wait (``sink.spill_full``), so nothing is dropped while the pipeline runs. The
 :class:`Fanout` hands every batch of events to every sink (and to taps).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import deque
 from collections.abc import Sequence
+from datetime import timedelta
 
 import anyio
 from anyio.abc import TaskStatus
@@ -23,9 +29,22 @@ from tickwire.events import Event
 from tickwire.metrics import Metrics
 from tickwire.protocols import RetentionSink, Sink
 from tickwire.settings import SinkSettings
+from tickwire.spill import DEFAULT_MAX_BYTES, Spill, spill_path
 
 INFO, WARNING, ERROR = 20, 30, 40
 _IDLE = 1 << 62
+#: Seconds between two ``sink.spill`` progress lines while a sink is spilling.
+SPILL_LOG_EVERY = 10.0
+#: Default ``spill_fsync_interval``.
+DEFAULT_FSYNC_INTERVAL = 0.1
+
+
+def _seconds(value: object, default: float) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, int | float):
+        return float(value)
+    return default
 
 
 class RunningSink:
@@ -49,13 +68,122 @@ class RunningSink:
         self.writable = False
         self.written = 0
         self.dropped = 0
+        #: The write-ahead file for overflow (``None``: no spilling, the sources wait).
+        self.spill: Spill | None = None
+        #: Events the writer took from memory and has not written yet.
+        self._inflight: list[Event] = []
+        #: Spill position to commit once the batch in flight (read from the spill) is written.
+        self._inflight_pos: int | None = None
+        self._spilling = False
+        self._spill_full = False
+        self._episode = 0
+        self._last_spill_log = 0.0
+        spill_dir = getattr(settings, "spill_dir", None)
+        if spill_dir is not None:
+            self.spill_to(
+                spill_dir,
+                getattr(settings, "spill_max_bytes", DEFAULT_MAX_BYTES),
+                _seconds(getattr(settings, "spill_fsync_interval", None), DEFAULT_FSYNC_INTERVAL),
+            )
+
+    # ---- spilling ------------------------------------------------------------------------
+
+    def spill_to(
+        self,
+        directory: str | os.PathLike[str],
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        fsync_interval: float = DEFAULT_FSYNC_INTERVAL,
+    ) -> Spill:
+        """Spill overflow to ``<directory>/<label>.wal``; replay what an earlier run left there.
+
+        :param max_bytes: bound of the file; past it the sources wait (``sink.spill_full``).
+        :param fsync_interval: seconds between two ``fsync`` of the file (0: every append). A
+            hard kill loses at most this much of the overflow.
+        """
+        spill = Spill(spill_path(directory, self.label), max_bytes, fsync_interval)
+        found = spill.recover()
+        self.spill = spill
+        if found:
+            emit(
+                WARNING,
+                "sink.spill_recovered",
+                "replaying events a previous run spilled to disk",
+                sink=self.label,
+                events=found,
+                bytes=spill.pending_bytes,
+                path=str(spill.path),
+            )
+            self._spilling = True
+            self._episode = 0
+        self._spill_gauges()
+        return spill
+
+    @property
+    def spilled(self) -> int:
+        """Events waiting in the spill file."""
+        return self.spill.events if self.spill is not None else 0
+
+    def _spill_gauges(self) -> None:
+        if self.spill is not None:
+            self.metrics.set("sink_spill_bytes", self.spill.pending_bytes, sink=self.label)
+            self.metrics.set("sink_spill_events", self.spill.events, sink=self.label)
+
+    def _to_spill(self, spill: Spill, events: Sequence[Event]) -> bool:
+        try:
+            ok = spill.append(events)
+        except OSError as exc:
+            ok = False
+            if not self._spill_full:
+                emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
+        if not ok:
+            if not self._spill_full:
+                self._spill_full = True
+                self.metrics.inc("sink_spill_full_total", sink=self.label)
+                emit(
+                    ERROR,
+                    "sink.spill_full",
+                    "the spill file is full: the sources now wait for this sink",
+                    sink=self.label,
+                    bytes=spill.size,
+                    max_bytes=spill.max_bytes,
+                    events=spill.events,
+                )
+            return False
+        self._spill_full = False
+        self.metrics.inc("sink_spilled_total", len(events), sink=self.label)
+        self._spill_gauges()
+        self._episode += len(events)
+        now = time.monotonic()
+        if not self._spilling or now - self._last_spill_log >= SPILL_LOG_EVERY:
+            emit(
+                WARNING,
+                "sink.spill",
+                "the buffer is full: spilling to disk" if not self._spilling else "",
+                sink=self.label,
+                spilled=self._episode,
+                events=spill.events,
+                bytes=spill.pending_bytes,
+                path=str(spill.path),
+            )
+            self._last_spill_log = now
+        self._spilling = True
+        if self._data is not None:
+            self._data.set()
+        return True
 
     # ---- the producer side ---------------------------------------------------------------
 
     def offer(self, events: Sequence[Event]) -> bool:
-        """Queue ``events`` if there is room; ``False`` when the buffer is full."""
+        """Queue ``events`` if there is room (in memory, else in the spill file); ``False``
+        when the buffer is full and there is no spill file or it is full too."""
+        spill = self.spill
+        if spill is not None and spill.pending:
+            # Older events wait on disk: these go after them, to keep the order.
+            return self._to_spill(spill, events)
         if self.queued >= self.capacity and self.queued:
-            return False
+            if spill is None:
+                return False
+            return self._to_spill(spill, events)
         self._chunks.append(events)
         self.queued += len(events)
         if self.queued >= self._want and self._data is not None:
@@ -89,12 +217,21 @@ class RunningSink:
         finally:
             self._want = _IDLE
 
+    def _unread_spill(self) -> bool:
+        return self.spill is not None and self.spill.unread
+
     async def _next_batch(self) -> list[Event] | None:
-        while not self._chunks:
+        while not self._chunks and not self._unread_spill():
             if self._closed:
                 return None
             await self._wait_for(1)
-        if self.queued < self.batch_size and not self._closed:
+        if not self._chunks:
+            # Memory is empty: the spill file is next (it holds only older events than any
+            # that will reach memory after it drains).
+            assert self.spill is not None
+            from_disk, self._inflight_pos = self.spill.read(self.batch_size)
+            return from_disk
+        if self.queued < self.batch_size and not self._closed and not self._unread_spill():
             # Wait a little for a fuller batch, but never longer than the flush interval.
             with anyio.move_on_after(self.flush_interval):
                 await self._wait_for(self.batch_size)
@@ -103,18 +240,115 @@ class RunningSink:
         while chunks and len(batch) < self.batch_size:
             batch.extend(chunks.popleft())
         self.queued -= len(batch)
+        self._inflight = batch
+        self._inflight_pos = None
         if self._space is not None:
             self._space.set()
         self.metrics.set("sink_queue", self.queued, sink=self.label)
         return batch
 
+    def _written(self) -> None:
+        """The batch in flight is stored: commit it in the spill file if it came from there."""
+        self._inflight = []
+        pos, self._inflight_pos = self._inflight_pos, None
+        spill = self.spill
+        if pos is None or spill is None:
+            return
+        spill.commit(pos)
+        self._spill_gauges()
+        if self._space is not None:
+            self._space.set()
+        if not spill.pending and self._spilling:
+            self._spilling = False
+            emit(
+                INFO,
+                "sink.spill_replayed",
+                "the spill file is replayed and empty",
+                sink=self.label,
+                events=self._episode,
+            )
+            self._episode = 0
+
+    async def _syncer(self, spill: Spill) -> None:
+        period = max(spill.fsync_interval, 0.01)
+        while True:
+            await anyio.sleep(period)
+            spill.sync_due()
+
+    def _save_unwritten(self) -> None:
+        """At a cut-short shutdown: keep what memory still holds in the spill file, first."""
+        spill = self.spill
+        if spill is None:
+            return
+        leftover: list[Event] = list(self._inflight)
+        for chunk in self._chunks:
+            leftover.extend(chunk)
+        if self._inflight_pos is not None:
+            spill.unread_all()
+        try:
+            if leftover:
+                spill.prepend(leftover)
+                self._chunks.clear()
+                self._inflight = []
+                self.queued = 0
+                emit(
+                    WARNING,
+                    "sink.spill_saved",
+                    "unwritten events kept in the spill file for the next run",
+                    sink=self.label,
+                    events=len(leftover),
+                    pending=spill.events,
+                    path=str(spill.path),
+                )
+            elif spill.pending:
+                emit(
+                    WARNING,
+                    "sink.spill_saved",
+                    "unwritten events kept in the spill file for the next run",
+                    sink=self.label,
+                    events=0,
+                    pending=spill.events,
+                    path=str(spill.path),
+                )
+            spill.close()
+        except OSError as exc:
+            emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
+        self._spill_gauges()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Open the sink (retrying), then write batches until closed and drained."""
+        """Open the sink (retrying), then write batches until closed and drained.
+
+        Cancelled before the buffer drained (the shutdown deadline passed), what memory still
+        holds goes to the spill file, ahead of what is already there, for the next run.
+        """
+        opened = False
+        try:
+            async with anyio.create_task_group() as tg:
+                if self.spill is not None:
+                    tg.start_soon(self._syncer, self.spill)
+                await self._open()
+                opened = True
+                self.writable = True
+                emit(INFO, "sink.open", sink=self.label, type=self.settings.type)
+                task_status.started()
+                while (batch := await self._next_batch()) is not None:
+                    if batch:
+                        await self._write(batch)
+                    self._written()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                self._save_unwritten()
+                if opened:
+                    await self.sink.aclose()
+                    emit(INFO, "sink.closed", sink=self.label, written=self.written)
+
+    async def _open(self) -> None:
         backoff = Backoff(0.1, 30.0)
         while True:
             try:
                 await self.sink.open()
-                break
+                return
             except Exception as exc:
                 delay = backoff.next()
                 self.metrics.inc("sink_errors_total", sink=self.label)
@@ -128,17 +362,6 @@ class RunningSink:
                     attempt=backoff.attempt,
                 )
                 await anyio.sleep(delay)
-        self.writable = True
-        emit(INFO, "sink.open", sink=self.label, type=self.settings.type)
-        task_status.started()
-        try:
-            while (batch := await self._next_batch()) is not None:
-                if batch:
-                    await self._write(batch)
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self.sink.aclose()
-                emit(INFO, "sink.closed", sink=self.label, written=self.written)
 
     async def _write(self, batch: list[Event]) -> None:
         backoff = Backoff(0.1, 30.0)
