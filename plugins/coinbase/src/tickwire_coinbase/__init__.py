@@ -45,7 +45,7 @@ async def simulator() -> AsyncIterator[dict[str, Any]]:
 
     async with FakeCoinbase(any_product=True) as fake:
         fake.simulate(rate_per_s=20)
-        yield {"ws_url": fake.ws_url, "rest_url": fake.rest_url}
+        yield {"ws_url": fake.ws_url, "rest_url": fake.rest_url, "symbols": ["BTC-USD", "ETH-USD"]}
 
 
 @hookimpl

@@ -238,6 +238,23 @@ class CoinbaseNormalizer:
             raise excuse from None
         except (UnicodeError, RecursionError, OverflowError) as exc:
             raise MalformedFrame(f"undecodable frame: {type(exc).__name__}") from None
+        if isinstance(msg, _Match):  # match and last_match: the hot path, inline
+            price = msg.price
+            size = msg.size
+            if price.is_finite() and size.is_finite() and price > _ZERO and size >= _ZERO:
+                return (
+                    Trade(
+                        self.provider,
+                        msg.product_id,
+                        parse_time(msg.time),
+                        received_ts,
+                        price,
+                        size,
+                        _TAKER[msg.side],
+                        str(msg.trade_id),
+                    ),
+                )
+            raise MalformedFrame(f"{msg.product_id}: bad price {price} or size {size}")
         try:
             return self._convert(msg, received_ts)
         except (ArithmeticError, ValueError, TypeError) as exc:
@@ -246,23 +263,6 @@ class CoinbaseNormalizer:
             raise MalformedFrame(f"{type(msg).__name__[1:].lower()}: {exc}") from None
 
     def _convert(self, msg: _Message, received_ts: int) -> Sequence[Item]:
-        if type(msg) is _Match or type(msg) is _LastMatch:
-            price = msg.price
-            size = msg.size
-            if not (price.is_finite() and size.is_finite() and price > _ZERO and size >= _ZERO):
-                raise MalformedFrame(f"{msg.product_id}: bad price {price} or size {size}")
-            return (
-                Trade(
-                    self.provider,
-                    msg.product_id,
-                    parse_time(msg.time),
-                    received_ts,
-                    price,
-                    size,
-                    _TAKER[msg.side],
-                    str(msg.trade_id),
-                ),
-            )
         if type(msg) is _L2Update:
             changes: list[tuple[BookSide, Decimal, Decimal]] = [
                 (_BOOK_SIDE[side], _price(price), _size(size)) for side, price, size in msg.changes
