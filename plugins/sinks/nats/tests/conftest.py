@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -40,10 +41,8 @@ async def bus(nc: Client) -> AsyncIterator[Bus]:
     """A unique stream for this test, deleted afterwards."""
     bus = Bus(nc)
     yield bus
-    try:
+    with contextlib.suppress(NotFoundError):
         await nc.jetstream().delete_stream(bus.stream)
-    except NotFoundError:
-        pass
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 import anyio
 from nats.aio.client import Client
 from pydantic_settings import SettingsConfigDict
+
 from tickwire.events import Trade
 from tickwire.hookspecs import hookimpl
 from tickwire.protocols import Capabilities, Frame, Limits, ProviderInfo, ProviderRegistrar

@@ -15,13 +15,14 @@ from pathlib import Path
 from tempfile import mkdtemp
 
 import anyio
+
 from tickwire.events import Event
 from tickwire.pipeline import Pipeline
 from tickwire.settings import Settings
 from tickwire_nats import attach
 
 sys.path.insert(0, str(Path(__file__).parent))
-from nats_helpers import base_settings  # noqa: E402
+from nats_helpers import base_settings
 
 
 class HangingSink:

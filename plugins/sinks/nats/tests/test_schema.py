@@ -8,6 +8,7 @@ import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tickwire.events import BookDelta, BookSnapshot, Candle, Event, Gap, Quote, Trade
 from tickwire.protocols import MalformedFrame
 from tickwire.testing import strategies as tws
@@ -95,14 +96,33 @@ gaps = st.builds(
     st.sampled_from(["open", "filled", "empty"]),
 )
 any_event = st.one_of(
-    tws.trades(), tws.quotes(), tws.candles(), books(), gaps,
+    tws.trades(),
+    tws.quotes(),
+    tws.candles(),
+    books(),
+    gaps,
     st.builds(
-        Trade, st.text(min_size=1), st.text(min_size=1), tws.timestamps, tws.timestamps,
-        decimals, decimals, st.sampled_from(["buy", "sell", None]),
+        Trade,
+        st.text(min_size=1),
+        st.text(min_size=1),
+        tws.timestamps,
+        tws.timestamps,
+        decimals,
+        decimals,
+        st.sampled_from(["buy", "sell", None]),
         st.one_of(st.none(), st.text()),
     ),
-    st.builds(Quote, st.just("p"), tws.symbols, tws.timestamps, tws.timestamps,
-              nullable, nullable, nullable, nullable),
+    st.builds(
+        Quote,
+        st.just("p"),
+        tws.symbols,
+        tws.timestamps,
+        tws.timestamps,
+        nullable,
+        nullable,
+        nullable,
+        nullable,
+    ),
 )
 
 

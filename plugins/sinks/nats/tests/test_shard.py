@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tickwire_nats.shard import parse_shard, select, shard_of
 
 SYMBOLS = [f"SYM{i}-USD" for i in range(20_000)]
@@ -35,7 +36,10 @@ def test_the_same_in_another_process_with_another_hash_seed() -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
         [sys.executable, "-c", code, json.dumps(sample)],
-        capture_output=True, text=True, check=True, env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     )
     assert json.loads(out.stdout) == here
 

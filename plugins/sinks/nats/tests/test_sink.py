@@ -2,14 +2,18 @@ from __future__ import annotations
 
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
-from nats_helpers import Bus
+from nats_helpers import Bus, FeedPlugin, base_settings, wait_until
 
 from tickwire.events import Candle, Event, Gap, Quote, Trade
+from tickwire.pipeline import Pipeline
+from tickwire.settings import Settings
 from tickwire.testing.sink import sample_events
 from tickwire_nats import NatsSink
 from tickwire_nats.schema import decode, message_id, parse_subject
+from tickwire_nats.sink import PublishFailed
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service]
 
@@ -138,3 +142,26 @@ async def test_updated_candle_gets_through_and_its_replay_does_not(bus: Bus) -> 
 async def test_write_before_open_is_an_error(bus: Bus) -> None:
     with pytest.raises(RuntimeError, match="before open"):
         await NatsSink(bus.sink_settings()).write_batch(sample_events(n=1))
+
+
+async def test_batch_jetstream_refuses_raises_for_the_runner_to_retry(bus: Bus) -> None:
+    sink = NatsSink(bus.sink_settings(ack_timeout="5s"))
+    await sink.open()
+    try:
+        await bus.nc.jetstream().delete_stream(bus.stream)  # the stream is gone under it
+        with pytest.raises(PublishFailed, match="publishes failed"):
+            await sink.write_batch(sample_events(n=5))
+    finally:
+        await sink.aclose()
+
+
+async def test_through_the_runner(bus: Bus, tmp_path: Path) -> None:
+    """The sink as the runner drives it (batches sized by the runner): all stored once."""
+    settings = Settings(
+        sources=[{"provider": "feed", "symbols": ["A-B", "C.D"], "count": 500}],
+        sinks=[{"type": "nats", **bus.keys(), "batch_size": 300}],
+        **base_settings(tmp_path),
+    )
+    async with Pipeline(settings, plugins=[FeedPlugin()]) as pipeline:
+        await wait_until(lambda: pipeline.running_sinks[0].written == 1000)
+    assert await bus.count() == 1000

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 from nats.js.api import StorageType, StreamConfig
-from tickwire_nats.stream import StreamMismatch, connect, ensure_stream
-
 from nats_helpers import Bus
+
+from tickwire_nats.stream import StreamMismatch, connect, ensure_stream
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service]
 

@@ -10,12 +10,6 @@ from pathlib import Path
 import anyio
 import pytest
 from nats.js.api import ConsumerInfo
-from tickwire.pipeline import Pipeline
-from tickwire.protocols import ConnectionFailed
-from tickwire.settings import ConfigError, Settings
-from tickwire_nats import NatsConnector, NatsSink, attach
-from tickwire_nats.connect import NEEDS_ATTACH
-
 from nats_helpers import (
     Bus,
     FeedPlugin,
@@ -25,6 +19,12 @@ from nats_helpers import (
     sqlite_trades,
     wait_until,
 )
+
+from tickwire.pipeline import Pipeline
+from tickwire.protocols import ConnectionFailed
+from tickwire.settings import ConfigError, Settings
+from tickwire_nats import NatsConnector, NatsSink, attach
+from tickwire_nats.connect import NEEDS_ATTACH
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service]
 
@@ -154,7 +154,7 @@ async def test_writer_restart_after_partial_commit_stays_exactly_once(
             return info.num_ack_pending == 0 and info.num_pending == 0
 
         await wait_until(settled)
-    assert 0 < partial
+    assert partial > 0
     assert sqlite_trades(db) == expected(SYMBOLS, count)
 
 
@@ -166,8 +166,9 @@ async def test_two_writers_share_one_durable_consumer(bus: Bus, tmp_path: Path) 
     await sink.write_batch(events)
     await sink.aclose()
     db1, db2 = tmp_path / "one.db", tmp_path / "two.db"
-    async with writer(bus, tmp_path / "w1", db1, batch=50), writer(
-        bus, tmp_path / "w2", db2, batch=50
+    async with (
+        writer(bus, tmp_path / "w1", db1, batch=50),
+        writer(bus, tmp_path / "w2", db2, batch=50),
     ):
         await wait_until(lambda: sqlite_count(db1) + sqlite_count(db2) >= len(events))
     both = sqlite_trades(db1) + sqlite_trades(db2)

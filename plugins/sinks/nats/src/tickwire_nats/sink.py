@@ -16,8 +16,10 @@ import asyncio
 import os
 from collections.abc import Sequence
 
+import anyio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 
 from tickwire.events import Event
 from tickwire_nats.schema import (
@@ -67,25 +69,29 @@ class NatsSink:
         prefix = self.settings.subject_prefix
         stream = self.settings.stream
         timeout = self.settings.ack_timeout.total_seconds()
-        futures: list[asyncio.Future[object]] = []
+        futures: list[asyncio.Future[PubAck]] = []
         try:
-            for event in events:
-                headers = {MSG_ID_HEADER: message_id(event), ENCODING_HEADER: ENCODING}
-                future = await js.publish_async(
-                    subject_for(prefix, event),
-                    encode(event),
-                    wait_stall=timeout,
-                    stream=stream,
-                    headers=headers,
-                )
-                futures.append(future)  # type: ignore[arg-type]
-            if futures:
-                done, pending = await asyncio.wait(futures, timeout=timeout)
-                if pending:
-                    raise PublishFailed(
-                        f"{len(pending)} of {len(futures)} messages not acknowledged by "
-                        f"JetStream within {timeout:g} s"
+            # One deadline for the whole batch (publishing waits for room among the
+            # ``max_pending`` unacknowledged messages, then the acks). ``wait_stall`` is left
+            # unset: nats-py wraps every publish in ``asyncio.wait_for`` with it, a task per
+            # message, which cost two thirds of the throughput here.
+            with anyio.fail_after(timeout):
+                for event in events:
+                    headers = {MSG_ID_HEADER: message_id(event), ENCODING_HEADER: ENCODING}
+                    future = await js.publish_async(
+                        subject_for(prefix, event), encode(event), stream=stream, headers=headers
                     )
+                    futures.append(future)
+                if futures:
+                    await asyncio.wait(futures)
+        except TimeoutError:
+            for future in futures:
+                future.cancel()
+            unacked = len(events) - sum(1 for f in futures if f.done() and not f.cancelled())
+            raise PublishFailed(
+                f"{unacked} of {len(events)} messages not acknowledged by JetStream within "
+                f"{timeout:g} s"
+            ) from None
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -93,12 +99,14 @@ class NatsSink:
         failed = 0
         first: BaseException | None = None
         for future in futures:
+            if future.cancelled():
+                continue
             exc = future.exception()
             if exc is not None:
                 failed += 1
                 first = first or exc
                 continue
-            if getattr(future.result(), "duplicate", False):
+            if future.result().duplicate:
                 self.duplicates += 1
             else:
                 self.stored += 1
