@@ -156,3 +156,18 @@ async def test_trades_rate_limited_with_retry_after_unknown() -> None:
             async for _ in _backfiller(fake).fetch(gap):
                 pass
         assert info.value.retry_after is None
+
+
+def test_candle_numbers_become_decimals_from_their_text() -> None:
+    from tickwire_coinbase.backfill import _candles_decoder
+
+    body = b"[[1415398768, 0.1, 4.2, 1e-8, 123456789.123456789123, 12.30]]"
+    ((t, low, high, open_, close, volume),) = _candles_decoder.decode(body)
+    assert t == 1415398768
+    assert low == Decimal("0.1")  # float(0.1) would be 0.1000000000000000055...
+    assert (high, open_, close) == (
+        Decimal("4.2"),
+        Decimal("1E-8"),
+        Decimal("123456789.123456789123"),
+    )
+    assert str(volume) == "12.30"
