@@ -41,16 +41,26 @@ if TYPE_CHECKING:
 
 class _RunningSink(Protocol):
     written: int
+    queued: int
 
     def offer(self, events: Sequence[Event]) -> bool: ...
 
 
 class CommitTracker:
-    """Watermarks over a pipeline's running sinks: what they accepted and what they wrote."""
+    """Watermarks over a pipeline's running sinks: what they accepted and what they wrote.
+
+    A sink with a spill file that a previous run left behind replays those events first,
+    before anything accepted in this run; they count as accepted at the start, so ``written``
+    and the accepted count stay aligned. Build the tracker before the pipeline starts.
+    """
 
     def __init__(self, sinks: Sequence[_RunningSink]) -> None:
         self._sinks = tuple(sinks)
-        self._accepted = [0] * len(self._sinks)
+        for rs in self._sinks:
+            if rs.written or rs.queued:
+                raise RuntimeError("attach() the commit tracker before the pipeline starts")
+        # Events recovered from a spill file are written before anything accepted now.
+        self._accepted = [int(getattr(rs, "spilled", 0) or 0) for rs in self._sinks]
         for index, rs in enumerate(self._sinks):
             self._count(index, rs)
 
