@@ -25,6 +25,7 @@ from tickwire.protocols import ConnectionFailed
 from tickwire.settings import ConfigError, Settings
 from tickwire_nats import NatsConnector, NatsSink, attach
 from tickwire_nats.connect import NEEDS_ATTACH
+from tickwire_nats.writer import build, main
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service]
 
@@ -197,3 +198,44 @@ async def test_attach_refuses_a_writer_that_builds_candles(bus: Bus, tmp_path: P
     )
     with pytest.raises(ConfigError, match="intervals = \\[\\]"):
         attach(Pipeline(settings))
+
+
+async def test_writer_command_builds_an_attached_writer(bus: Bus, tmp_path: Path) -> None:
+    config = tmp_path / "writer.toml"
+    db = tmp_path / "w.db"
+    config.write_text(
+        f"""
+[[sources]]
+provider = "nats"
+url = "{bus.keys()["url"]}"
+stream = "{bus.stream}"
+subject_prefix = "{bus.prefix}"
+
+[[sinks]]
+type = "sqlite"
+path = "{db}"
+
+[runner]
+deadletter = "{tmp_path / "dl"}"
+""",
+        encoding="utf-8",
+    )
+    pipeline = build(str(config))
+    assert pipeline.builder is None  # candles default to none for writers
+    connector = pipeline.connections[0].connector
+    assert isinstance(connector, NatsConnector) and connector.tracker is not None
+    sink = NatsSink(bus.sink_settings())
+    await sink.open()
+    await sink.write_batch([feed_trade("X-Y", i) for i in range(20)])
+    await sink.aclose()
+    async with pipeline:
+        await wait_until(lambda: sqlite_count(db) == 20)
+
+
+def test_writer_command_reports_a_bad_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "writer.toml"
+    config.write_text('[[sources]]\nprovider = "nats"\nbogus = 1\n', encoding="utf-8")
+    assert main(["-c", str(config)]) == 2
+    assert "bogus" in capsys.readouterr().err
