@@ -15,7 +15,11 @@ from tickwire_ccxtpro.testing import FakeBinance
 async def test_check_provider_all_channels(tmp_path: Path) -> None:
     async with FakeBinance(["BTC/USDT", "ETH/USDT"], rate_per_s=40) as fake:
         source = fake.source(
-            channels=["trades", "quotes", "book", "candles"], book_interval="200ms"
+            channels=["trades", "quotes", "book", "candles"],
+            book_interval="200ms",
+            # the kit counts every event the sink got as produced by the stream, so trades a
+            # backfill brings would be miscounted: backfill has its own tests
+            backfill=False,
         )
         report = await check_provider(source, fake, deadletter=tmp_path / "dl", timeout=60)
     kinds = {type(e) for e in report.events}

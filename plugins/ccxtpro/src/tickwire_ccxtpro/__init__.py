@@ -109,7 +109,7 @@ def tickwire_backfill(source: SourceSettings, info: ProviderInfo) -> CcxtBackfil
     if not _ours(source):
         return None
     assert isinstance(source, CcxtSettings)
-    return CcxtBackfiller(source)
+    return CcxtBackfiller(source) if source.backfill else None
 
 
 __all__ = (

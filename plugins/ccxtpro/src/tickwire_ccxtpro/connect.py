@@ -192,6 +192,9 @@ class CcxtConnector:
                 await conn.handoff.put(orjson.dumps(notice))
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
                 return
+        except Exception:
+            log.exception("ccxt watch loop for %s failed", symbol)
+            raise
 
     async def _heartbeat(self, conn: CcxtConnection) -> None:
         every = self.source.heartbeat.total_seconds()

@@ -82,6 +82,9 @@ class CcxtSettings(SourceSettings):
     symbols_per_connection: int | None = Field(
         default=None, ge=1, description="Split symbols over this many per exchange instance."
     )
+    backfill: bool = Field(
+        default=True, description="Fill gaps and bootstrap history over REST (false: never)."
+    )
     backfill_rows: int | None = Field(
         default=None, ge=1, description="Rows per REST history page (default: the exchange's)."
     )
