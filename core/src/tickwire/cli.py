@@ -21,8 +21,11 @@ import anyio
 
 from tickwire import _log
 from tickwire._plugins import Plugins
-from tickwire.events import Quote, Trade
+from tickwire._runner.backfill import SymbolProgress
+from tickwire.events import INTERVAL_NS, Gap, Quote, Trade
+from tickwire.history import candle_gaps
 from tickwire.pipeline import Pipeline
+from tickwire.protocols import GapSink
 from tickwire.settings import ConfigError, Settings, load_settings, origin_of
 
 EXIT_CONFIG = 2
@@ -61,6 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="installed plugins, capabilities and limits")
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
 
+    backfill = sub.add_parser(
+        "backfill", help="fetch the missing part of the candle history (no streaming)"
+    )
+    backfill.add_argument("-c", "--config", type=Path, help="config file")
+    backfill.add_argument("--provider", help="only sources of this provider (or source name)")
+    backfill.add_argument("--symbol", help="only this symbol")
+    backfill.add_argument(
+        "--days", type=float, help="the N x 24 h before now (default: [bootstrap] days)"
+    )
+    backfill.add_argument("--interval", help="candle interval (default: [bootstrap] interval)")
+
+    gaps = sub.add_parser("gaps", help="stored coverage and gaps per symbol and interval")
+    gaps.add_argument("-c", "--config", type=Path, help="config file")
+    gaps.add_argument("--days", type=float, help="window to report (default: [bootstrap] days)")
+
     check = sub.add_parser("check", help="validate the config and try every connection")
     check.add_argument("-c", "--config", type=Path, help="config file")
     check.add_argument("--timeout", type=float, default=10.0, help="seconds per connection")
@@ -79,6 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return anyio.run(_demo, args)
         if args.command == "plugins":
             return _plugins(args.json)
+        if args.command == "backfill":
+            return anyio.run(_backfill, load_settings(args.config), args)
+        if args.command == "gaps":
+            return anyio.run(_gaps, load_settings(args.config), args.days)
         if args.command == "check":
             return anyio.run(_check, load_settings(args.config), args.timeout)
     except ConfigError as exc:
@@ -234,6 +256,136 @@ def _plugins(as_json: bool) -> int:
 
 def _struct(obj: Any) -> dict[str, Any]:
     return {name: getattr(obj, name) for name in obj.__struct_fields__}
+
+
+class _Progress:
+    """A progress bar per symbol on a terminal; a log line per quarter otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self._quarter: dict[tuple[str, str], int] = {}
+
+    def __call__(self, state: SymbolProgress) -> None:
+        total = max(state.spans, 1)
+        share = state.done / total if state.spans else 1.0
+        if self.tty:
+            bar = "#" * int(share * 30)
+            sys.stderr.write(
+                f"\r{state.source} {state.symbol:<14} {state.interval} "
+                f"[{bar:<30}] {share:4.0%} {state.candles} candles"
+            )
+            if state.done == state.spans:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
+            return
+        quarter = int(share * 4)
+        key = (state.source, state.symbol)
+        if self._quarter.get(key) != quarter:
+            self._quarter[key] = quarter
+            _log.emit(
+                20,
+                "backfill.progress",
+                source=state.source,
+                symbol=state.symbol,
+                interval=state.interval,
+                percent=int(share * 100),
+                candles=state.candles,
+            )
+
+
+async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    pipeline = Pipeline(settings, stream=False)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_stop_on_signal, pipeline, tg.cancel_scope)
+        async with pipeline:
+            report = await pipeline.bootstrap(
+                days=args.days,
+                interval=args.interval,
+                provider=args.provider,
+                symbol=args.symbol,
+                progress=_Progress(),
+            )
+        tg.cancel_scope.cancel()
+    print(f"{'source':<12} {'symbol':<16} {'interval':<8} {'spans':>6} {'candles':>9}")
+    for s in report.symbols:
+        print(f"{s.source:<12} {s.symbol:<16} {s.interval:<8} {s.spans:>6} {s.candles:>9}")
+    slowed = (
+        f"; slowed down {report.rate_limited} times for rate limits"
+        if (report.rate_limited)
+        else ""
+    )
+    print(
+        f"{report.candles} candles for {len(report.symbols)} symbols in "
+        f"{report.seconds:.1f} s{slowed}"
+    )
+    return 0
+
+
+async def _gaps(settings: Settings, days: float | None) -> int:
+    pipeline = Pipeline(settings, stream=False)
+    async with pipeline:
+        store = pipeline.history_store
+        if store is None:
+            raise ConfigError(
+                "no configured sink can report stored history (sqlite and timescale can)"
+            )
+        with anyio.fail_after(60):
+            while not store.writable:
+                await anyio.sleep(0.05)
+        window = (settings.bootstrap.days if days is None else days) * 86_400 * 1e9
+        now = time.time_ns()
+        intervals = sorted(
+            {*settings.candles.intervals, settings.bootstrap.interval},
+            key=lambda iv: INTERVAL_NS[iv],
+        )
+        print(
+            f"{'provider':<12} {'symbol':<16} {'iv':<4} {'candles':>8} {'first':<17} "
+            f"{'last':<17} {'holes':>5} {'open':>5} {'filled':>6} {'empty':>5}"
+        )
+        for plan in pipeline.sources:
+            provider = plan.settings.provider
+            for symbol in plan.settings.symbols:
+                stored_gaps = await _stored_gaps(store.sink, provider, symbol)
+                for iv in intervals:
+                    length = INTERVAL_NS[iv]
+                    starts = list(
+                        await store.sink.candle_starts(  # type: ignore[attr-defined]
+                            provider, symbol, iv, int(now - window), now
+                        )
+                    )
+                    kind = f"candles:{iv}"
+                    covered = [
+                        (g.start, g.end)
+                        for g in stored_gaps
+                        if g.kind == kind and g.status in ("filled", "empty")
+                    ]
+                    holes = [
+                        h
+                        for h in candle_gaps(starts, length)
+                        if not any(s <= h[0] and h[1] <= e for s, e in covered)
+                    ]
+                    mine = [g for g in stored_gaps if g.kind in (kind, "trades")]
+                    by_status = {
+                        st: sum(g.status == st for g in mine) for st in ("open", "filled", "empty")
+                    }
+                    first = _when(starts[0]) if starts else "-"
+                    last = _when(starts[-1]) if starts else "-"
+                    print(
+                        f"{provider:<12} {symbol:<16} {iv:<4} {len(starts):>8} {first:<17} "
+                        f"{last:<17} {len(holes):>5} {by_status['open']:>5} "
+                        f"{by_status['filled']:>6} {by_status['empty']:>5}"
+                    )
+    return 0
+
+
+async def _stored_gaps(sink: Any, provider: str, symbol: str) -> list[Gap]:
+    if isinstance(sink, GapSink):
+        return list(await sink.gaps(provider, symbol))
+    return []
+
+
+def _when(ns: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(ns / 1e9))
 
 
 async def _check(settings: Settings, timeout: float) -> int:

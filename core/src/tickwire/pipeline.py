@@ -15,7 +15,7 @@ handlers and configures no logging (the CLI does both).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -25,17 +25,23 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from tickwire._log import emit
 from tickwire._plugins import Plugins
-from tickwire._runner.backfill import BackfillWorker
+from tickwire._runner.backfill import (
+    BackfillWorker,
+    BootstrapReport,
+    SymbolProgress,
+    plan_history,
+)
 from tickwire._runner.connect import ConnectionRunner, State
 from tickwire._runner.normalize import FrameHandler
 from tickwire._runner.sink import Fanout, RunningSink
 from tickwire._runner.subscribe import plan_connections
 from tickwire.candles import CandleBuilder
 from tickwire.deadletter import DeadLetter
-from tickwire.events import Event, Gap, Interval
+from tickwire.events import INTERVAL_NS, Event, Gap, Interval
 from tickwire.gaps import GapDetector
+from tickwire.history import align
 from tickwire.metrics import Metrics
-from tickwire.protocols import ProviderInfo, Sink
+from tickwire.protocols import CoverageSink, ProviderInfo, Sink
 from tickwire.settings import (
     ConfigError,
     Settings,
@@ -80,8 +86,11 @@ class Pipeline:
         plugins: Iterable[object] = (),
         entry_points: bool = True,
         sinks: Sequence[Sink] = (),
+        stream: bool = True,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
+        #: False: open the sinks and the backfill, but no provider connection (``backfill``).
+        self.stream = stream
         self.plugins = Plugins(plugins, entry_points=entry_points)
         self.metrics = Metrics()
         where = origin_of(self.settings)
@@ -106,6 +115,9 @@ class Pipeline:
         self.builder = self._candle_builder()
         self.connections: list[ConnectionRunner] = []
         self.backfillers: dict[str, BackfillWorker] = {}
+        #: One per source with a backfill hook: the bootstrap's own worker, so the stream's
+        #: gaps do not wait behind 30 days of history.
+        self.bootstrappers: dict[str, tuple[SourcePlan, BackfillWorker]] = {}
         for plan in self.sources:
             self._wire_source(plan)
         self._tg: TaskGroup | None = None
@@ -187,10 +199,27 @@ class Pipeline:
                 requests_per_second=info.limits.rest_requests_per_second,
             )
             self.backfillers[settings.label] = worker
+            self.bootstrappers[settings.label] = (
+                plan,
+                BackfillWorker(
+                    settings.label,
+                    backfiller,
+                    self._publish_backfill,
+                    self.metrics,
+                    requests_per_second=info.limits.rest_requests_per_second,
+                ),
+            )
 
         def on_gaps(gaps: Sequence[Gap], worker: BackfillWorker | None = worker) -> None:
-            if worker is not None:
-                worker.submit([g for g in gaps if _fillable(g, info)])
+            if worker is None:
+                return
+            worker.submit([g for g in gaps if _fillable(g, info)])
+            # The candles of the buckets a trade gap touched were built without the missing
+            # trades: refetch them from the provider once those buckets have closed.
+            for gap in gaps:
+                if gap.kind == "trades":
+                    for candle_gap, due in self._candle_refetch(gap, info):
+                        worker.submit_at(due, candle_gap)
 
         def on_lost(symbols: Sequence[str]) -> None:
             detector.disconnected(symbols, time.time_ns())
@@ -224,6 +253,28 @@ class Pipeline:
                     self.metrics,
                 )
             )
+
+    @property
+    def _refetch_delay_ns(self) -> int:
+        return int(self.settings.candles.refetch_delay.total_seconds() * 1e9)
+
+    def _candle_refetch(self, gap: Gap, info: ProviderInfo) -> list[tuple[Gap, int]]:
+        out = []
+        grace = int(self.settings.candles.grace.total_seconds() * 1e9)
+        for interval in self.settings.candles.intervals:
+            kind = f"candles:{interval}"
+            if kind not in info.capabilities.backfill:
+                continue
+            length = INTERVAL_NS[interval]
+            start = align(gap.start, length)
+            end = align(gap.end, length) + length
+            out.append(
+                (
+                    Gap(gap.provider, gap.symbol, kind, start, end, gap.reason),
+                    end + grace + self._refetch_delay_ns,
+                )
+            )
+        return out
 
     async def _publish_backfill(self, events: Sequence[Event]) -> None:
         # Backfilled trades may still correct a candle the builder keeps open.
@@ -296,13 +347,16 @@ class Pipeline:
                     if self._stop_requested:
                         tg.cancel_scope.cancel()
                     task_status.started()
-                    for conn in self.connections:
-                        tg.start_soon(conn.run)
                     for worker in self.backfillers.values():
                         tg.start_soon(worker.run)
-                    if self.builder is not None:
-                        tg.start_soon(self._tick)
-                    tg.start_soon(self._retention)
+                    if self.stream:
+                        for conn in self.connections:
+                            tg.start_soon(conn.run)
+                        if self.builder is not None:
+                            tg.start_soon(self._tick)
+                        tg.start_soon(self._retention)
+                        if self.settings.bootstrap.days > 0 and self.bootstrappers:
+                            tg.start_soon(self._bootstrap_at_start)
             finally:
                 with anyio.CancelScope(shield=True):
                     await self._shutdown(sinks_tg, sinks_done)
@@ -329,6 +383,8 @@ class Pipeline:
         for tap in self.fanout.taps:
             tap.close()
         for worker in self.backfillers.values():
+            worker.close()
+        for _, worker in self.bootstrappers.values():
             worker.close()
         if self.running_sinks:
             with anyio.move_on_after(deadline):
@@ -359,6 +415,121 @@ class Pipeline:
             candles = self.builder.tick(time.time_ns(), forming=forming)
             if candles:
                 await self.fanout.publish(candles)
+
+    # ---- history ----------------------------------------------------------------------
+
+    @property
+    def history_store(self) -> RunningSink | None:
+        """The sink asked what history is stored: the first that can say (SQL sinks can)."""
+        for rs in self.running_sinks:
+            if isinstance(rs.sink, CoverageSink):
+                return rs
+        return None
+
+    async def _bootstrap_at_start(self) -> None:
+        try:
+            await self.bootstrap()
+        except Exception as exc:  # the stream goes on; the failure is named
+            emit(WARNING, "bootstrap.failed", f"{type(exc).__name__}: {exc}")
+
+    async def bootstrap(
+        self,
+        *,
+        days: float | None = None,
+        interval: str | None = None,
+        provider: str | None = None,
+        symbol: str | None = None,
+        progress: Callable[[SymbolProgress], None] | None = None,
+    ) -> BootstrapReport:
+        """Fetch the part of the last ``days`` of ``interval`` candles that is not stored yet.
+
+        Defaults come from ``[bootstrap]``. Sources whose provider cannot backfill that interval
+        are skipped (and said so). What is stored, and what was fetched before and found empty,
+        is not fetched again. Runs inside ``async with pipeline`` (the sinks must be running).
+        """
+        days = self.settings.bootstrap.days if days is None else days
+        interval = interval or self.settings.bootstrap.interval
+        length = INTERVAL_NS[interval]
+        kind = f"candles:{interval}"
+        report = BootstrapReport()
+        started = time.monotonic()
+        store = self.history_store
+        if store is None:
+            emit(
+                WARNING,
+                "bootstrap.no_store",
+                "no configured sink can say what history it holds: fetching the whole window",
+            )
+        else:
+            with anyio.fail_after(60):
+                while not store.writable:
+                    await anyio.sleep(0.05)
+        now = time.time_ns()
+        end = align(now, length)
+        start = now - int(days * 86_400 * 1e9)
+        for label, (plan, worker) in self.bootstrappers.items():
+            settings, info = plan.settings, plan.info
+            if provider is not None and settings.provider != provider and label != provider:
+                continue
+            if kind not in info.capabilities.backfill:
+                emit(INFO, "bootstrap.skipped", f"{info.name} cannot backfill {kind}", source=label)
+                continue
+            span_buckets = info.limits.rest_max_rows or 300
+            for sym in settings.symbols:
+                if symbol is not None and sym != symbol:
+                    continue
+                gaps = await plan_history(
+                    store.sink if store else None,
+                    settings.provider,
+                    sym,
+                    interval,
+                    start,
+                    end,
+                    span_buckets=span_buckets,
+                )
+                state = SymbolProgress(
+                    label,
+                    sym,
+                    interval,
+                    spans=len(gaps),
+                    buckets_missing=sum((g.end - g.start) // length for g in gaps),
+                )
+                report.symbols.append(state)
+                if progress is not None:
+                    progress(state)
+                for gap in gaps:
+                    state.candles += await worker.fill(gap, quiet=True)
+                    state.done += 1
+                    if progress is not None:
+                        progress(state)
+                emit(
+                    INFO,
+                    "bootstrap.symbol",
+                    source=label,
+                    symbol=sym,
+                    interval=interval,
+                    candles=state.candles,
+                    spans=state.spans,
+                )
+                if self.stream:
+                    # The bucket the stream started in is partial in the stream: refetch it
+                    # once it has closed, so bootstrap and stream meet without a hole.
+                    grace = int(self.settings.candles.grace.total_seconds() * 1e9)
+                    seam = Gap(settings.provider, sym, kind, end, end + length, "startup")
+                    self.backfillers[label].submit_at(
+                        end + length + grace + self._refetch_delay_ns, seam
+                    )
+            report.rate_limited += worker.requests_rate_limited
+        report.seconds = time.monotonic() - started
+        emit(
+            INFO,
+            "bootstrap.done",
+            symbols=len(report.symbols),
+            candles=report.candles,
+            rate_limited=report.rate_limited,
+            seconds=round(report.seconds, 1),
+        )
+        return report
 
     async def _retention(self) -> None:
         while True:

@@ -257,6 +257,15 @@ class CoverageSink(Protocol):
 
 
 @runtime_checkable
+class GapSink(Protocol):
+    """A sink that can list the gaps it stores, with their status (for coverage and reports)."""
+
+    async def gaps(self, provider: str | None = None, symbol: str | None = None) -> Sequence[Gap]:
+        """Stored gaps, filtered by provider and symbol when given."""
+        ...
+
+
+@runtime_checkable
 class Backfiller(Protocol):
     """Fetches history over the provider's REST API."""
 
@@ -295,6 +304,7 @@ __all__ = (
     "Control",
     "CoverageSink",
     "Frame",
+    "GapSink",
     "Heartbeat",
     "Item",
     "Limits",

@@ -157,6 +157,11 @@ class CandleSettings(BaseModel):
         default=timedelta(seconds=1),
         description="How often a still-forming candle is emitted (closed = false).",
     )
+    refetch_delay: Duration = Field(
+        default=timedelta(seconds=5),
+        description="After a gap, how long past a bucket's close (plus grace) its candle is "
+        "refetched from the provider's REST history.",
+    )
 
 
 class BootstrapSettings(BaseModel):

@@ -196,26 +196,27 @@ class ConnectionRunner:
             self.last_error = "subscribe timed out"
             emit(WARNING, "connection.lost", source=self.label, reason="subscribe_timeout")
             return "timeout"
-        except Exception as exc:
+        except Exception as group:
+            error = _unwrap(group)
             if self.state is not State.CONNECTED:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"{type(error).__name__}: {error}"
                 emit(
                     ERROR,
                     "connection.failed",
-                    str(exc) or type(exc).__name__,
+                    str(error) or type(error).__name__,
                     source=self.label,
                     reason="error",
-                    error=type(exc).__name__,
+                    error=type(error).__name__,
                 )
                 return "error"
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.last_error = f"{type(error).__name__}: {error}"
             emit(
                 WARNING,
                 "connection.lost",
-                str(exc) or type(exc).__name__,
+                str(error) or type(error).__name__,
                 source=self.label,
                 reason="error",
-                error=type(exc).__name__,
+                error=type(error).__name__,
             )
             return "error"
 
@@ -225,6 +226,13 @@ class ConnectionRunner:
         async for frame in conn:  # type: ignore[attr-defined]
             self.last_frame = monotonic()
             await handle(frame)
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one real error inside task-group wrappers (the reason users need to see)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 class _Watchdog:
