@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+
 from tickwire.events import Candle, Gap
 from tickwire.protocols import RateLimited
-
 from tickwire_ig.backfill import IGBackfiller
 from tickwire_ig.settings import IGSettings
 from tickwire_ig.testing import FakeIG
@@ -51,9 +51,13 @@ async def test_allowance_exhausted_stops_cleanly_and_does_not_hammer() -> None:
     async with FakeIG(allowance=25) as fake:
         backfiller = IGBackfiller(IGSettings(**source_for(fake, page_size=10)))
         got: list[Candle] = []
-        with pytest.raises(RateLimited, match="allowance") as info:
+
+        async def drain() -> None:
             async for event in backfiller.fetch(_gap(60)):
                 got.append(event)  # type: ignore[arg-type]
+
+        with pytest.raises(RateLimited, match="allowance") as info:
+            await drain()
         assert len(got) == 25
         assert info.value.retry_after is not None and info.value.retry_after > 3600
         requests = len(fake.price_requests)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tickwire.events import Candle, Quote
 from tickwire.testing import check_provider
-
 from tickwire_ig.testing import FakeIG
 
 from .conftest import EPIC, source_for

@@ -10,9 +10,9 @@ from typing import Any
 
 import anyio
 import pytest
+
 from tickwire.pipeline import Pipeline
 from tickwire.settings import Settings
-
 from tickwire_ig.testing import API_KEY, PASSWORD, USERNAME, FakeIG
 
 from .conftest import EPIC, TRADED, source_for
@@ -56,10 +56,12 @@ async def test_quotes_ticks_and_candles_stored_exactly(
 
         async with pipeline:
             # three 1-minute candles closed per epic (a market second per tick)
-            await _until(lambda: all(
-                sum(b.closed for b in fake.candles[(e, "1MINUTE")].values()) >= 3
-                for e in (EPIC, TRADED)
-            ))
+            await _until(
+                lambda: all(
+                    sum(b.closed for b in fake.candles[(e, "1MINUTE")].values()) >= 3
+                    for e in (EPIC, TRADED)
+                )
+            )
             fake.paused = True
             quotes = sum(len(v) for v in fake.price_updates.values())
             ticks = len(fake.tick_updates[TRADED])
@@ -72,8 +74,10 @@ async def test_quotes_ticks_and_candles_stored_exactly(
                 "SELECT ts, bid, ask, bid_size, ask_size FROM quotes WHERE symbol = ? ORDER BY ts",
                 (epic,),
             ).fetchall()
-            sent = [(t.ts_ms * 1_000_000, t.bid, t.offer, "1000000", "1000000")
-                    for t in fake.price_updates[epic]]
+            sent = [
+                (t.ts_ms * 1_000_000, t.bid, t.offer, "1000000", "1000000")
+                for t in fake.price_updates[epic]
+            ]
             assert rows == sent
         trades = conn.execute(
             "SELECT ts, price, size, side, trade_id FROM trades WHERE symbol = ? ORDER BY ts",
@@ -82,7 +86,9 @@ async def test_quotes_ticks_and_candles_stored_exactly(
         assert trades == [
             (t.ts_ms * 1_000_000, t.last, t.volume, None, None) for t in fake.tick_updates[TRADED]
         ]
-        assert conn.execute("SELECT count(*) FROM trades WHERE symbol = ?", (EPIC,)).fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM trades WHERE symbol = ?", (EPIC,)).fetchone() == (
+            0,
+        )
         for epic in (EPIC, TRADED):
             stored = {
                 row[0]: row[1:]
@@ -98,7 +104,9 @@ async def test_quotes_ticks_and_candles_stored_exactly(
                 want = tuple(str(_mid(bar.bid[i], bar.ofr[i])) for i in range(4))
                 assert stored[start_ms * 1_000_000] == (*want, 1, "stream", "mid")
         # no built 1m candle competes with the streamed one
-        assert conn.execute("SELECT count(*) FROM candles WHERE source = 'built' AND interval = '1m'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM candles WHERE source = 'built' AND interval = '1m'"
+        ).fetchone() == (0,)
 
     # secrets never in the log: ours, the runner's and the SDK's own (at DEBUG)
     text = caplog.text

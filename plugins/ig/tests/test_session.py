@@ -6,12 +6,12 @@ from typing import Any
 
 import anyio
 import pytest
+
 from tickwire.events import Quote
 from tickwire.pipeline import Pipeline
 from tickwire.protocols import ConnectionFailed
 from tickwire.settings import Settings
 from tickwire.testing import MemorySink
-
 from tickwire_ig.connect import IGConnector
 from tickwire_ig.rest import AuthError, IGSession
 from tickwire_ig.settings import IGSettings
@@ -50,7 +50,11 @@ async def test_v3_login_fetches_streaming_tokens_and_refreshes_access() -> None:
         response = await session.get(
             f"/prices/{EPIC}",
             version=3,
-            params={"resolution": "MINUTE", "from": "2026-01-05T10:00:00", "to": "2026-01-05T10:02:00"},
+            params={
+                "resolution": "MINUTE",
+                "from": "2026-01-05T10:00:00",
+                "to": "2026-01-05T10:02:00",
+            },
         )
         assert response.status_code == 200
         assert fake.logins == [3]  # refreshed, not logged in again
@@ -120,7 +124,7 @@ async def test_tokens_refreshed_while_streaming() -> None:
 async def test_protocol_version_refusal_is_explained() -> None:
     async with FakeIG(accept_tlcp=("TLCP-2.5.0",)) as fake:
         connector = IGConnector(_settings(fake))
-        with pytest.raises(ConnectionFailed, match="TLCP 2.4") as info:
+        with pytest.raises(ConnectionFailed, match=r"TLCP 2\.4") as info:
             async with connector.open([EPIC]):
                 pass
         assert info.value.reason == "protocol"

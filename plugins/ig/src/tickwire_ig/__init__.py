@@ -12,7 +12,6 @@ from typing import Any
 from tickwire.hookspecs import hookimpl
 from tickwire.protocols import Capabilities, Limits, ProviderInfo, ProviderRegistrar
 from tickwire.settings import SourceSettings
-
 from tickwire_ig.backfill import RESOLUTIONS, IGBackfiller
 from tickwire_ig.connect import IGConnector
 from tickwire_ig.normalize import PROVIDER, IGNormalizer

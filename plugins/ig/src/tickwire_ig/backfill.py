@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import quote
 
 import anyio
+
 from tickwire.events import INTERVAL_NS, Candle, Event, Gap, Interval
 from tickwire.protocols import MalformedFrame, RateLimited
-
 from tickwire_ig.normalize import PROVIDER, price
 from tickwire_ig.rest import (
     HISTORY_ALLOWANCE_CODE,

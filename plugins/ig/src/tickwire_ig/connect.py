@@ -37,8 +37,8 @@ from lightstreamer.client import (
     Subscription,
     SubscriptionListener,
 )
-from tickwire.protocols import ConnectionFailed, Frame
 
+from tickwire.protocols import ConnectionFailed, Frame
 from tickwire_ig.rest import AuthError, IGError, IGSession, StreamLogin
 from tickwire_ig.settings import IGSettings
 
@@ -93,22 +93,22 @@ class _RedactingLogger:
     def trace(self, line: str, exception: Any = None) -> None:
         self._emit(5, line, exception)
 
-    def isFatalEnabled(self) -> bool:  # noqa: N802 - the SDK's interface
+    def isFatalEnabled(self) -> bool:
         return self._log.isEnabledFor(logging.CRITICAL)
 
-    def isErrorEnabled(self) -> bool:  # noqa: N802
+    def isErrorEnabled(self) -> bool:
         return self._log.isEnabledFor(logging.ERROR)
 
-    def isWarnEnabled(self) -> bool:  # noqa: N802
+    def isWarnEnabled(self) -> bool:
         return self._log.isEnabledFor(logging.WARNING)
 
-    def isInfoEnabled(self) -> bool:  # noqa: N802
+    def isInfoEnabled(self) -> bool:
         return self._log.isEnabledFor(logging.INFO)
 
-    def isDebugEnabled(self) -> bool:  # noqa: N802
+    def isDebugEnabled(self) -> bool:
         return self._log.isEnabledFor(logging.DEBUG)
 
-    def isTraceEnabled(self) -> bool:  # noqa: N802
+    def isTraceEnabled(self) -> bool:
         return self._log.isEnabledFor(5)
 
 
@@ -119,7 +119,7 @@ class RedactingLoggerProvider(LoggerProvider):  # type: ignore[misc]
     (the CST/XST tokens) included; this provider strips those before anything is logged.
     """
 
-    def getLogger(self, category: str) -> _RedactingLogger:  # noqa: N802
+    def getLogger(self, category: str) -> _RedactingLogger:
         return _RedactingLogger(category)
 
 
@@ -192,10 +192,10 @@ class _ClientListener(ClientListener):  # type: ignore[misc]
     def __init__(self, bridge: Bridge) -> None:
         self.bridge = bridge
 
-    def onStatusChange(self, status: str) -> None:  # noqa: N802
+    def onStatusChange(self, status: str) -> None:
         self.bridge.post("status", str(status))
 
-    def onServerError(self, code: int, message: str) -> None:  # noqa: N802
+    def onServerError(self, code: int, message: str) -> None:
         self.bridge.post("error", int(code), str(message))
 
 
@@ -207,23 +207,23 @@ class _SubscriptionListener(SubscriptionListener):  # type: ignore[misc]
         self.key = key
         self.symbols = list(symbols)
 
-    def onItemUpdate(self, update: Any) -> None:  # noqa: N802
+    def onItemUpdate(self, update: Any) -> None:
         name = update.getItemName()
         text = json.dumps(["u", name, bool(update.isSnapshot()), update.getFields()])
         self.bridge.post("data", text, name)
 
-    def onSubscription(self) -> None:  # noqa: N802
+    def onSubscription(self) -> None:
         self.bridge.post("data", json.dumps(["sub", self.key, self.symbols]), None)
 
-    def onSubscriptionError(self, code: int, message: str) -> None:  # noqa: N802
+    def onSubscriptionError(self, code: int, message: str) -> None:
         self.bridge.post(
             "data", json.dumps(["suberr", self.key, int(code), str(message), self.symbols]), None
         )
 
-    def onUnsubscription(self) -> None:  # noqa: N802
+    def onUnsubscription(self) -> None:
         self.bridge.post("unsub", self.key)
 
-    def onItemLostUpdates(self, itemName: str, itemPos: int, lostUpdates: int) -> None:  # noqa: N802, N803
+    def onItemLostUpdates(self, itemName: str, itemPos: int, lostUpdates: int) -> None:
         self.bridge.post("data", json.dumps(["lost", itemName, int(lostUpdates)]), None)
 
 
@@ -427,12 +427,11 @@ class IGConnector:
                 log.info("ig.status %s", status)
                 if status.startswith("CONNECTED:") and status != "CONNECTED:STREAM-SENSING":
                     return
-                if status.startswith("DISCONNECTED"):
-                    if status == "DISCONNECTED:WILL-RETRY" or status == "DISCONNECTED":
-                        await _raise_pending_error(bridge, self.session)
-                        raise ConnectionFailed(
-                            "the Lightstreamer server could not be reached", "refused"
-                        )
+                if status in ("DISCONNECTED:WILL-RETRY", "DISCONNECTED"):
+                    await _raise_pending_error(bridge, self.session)
+                    raise ConnectionFailed(
+                        "the Lightstreamer server could not be reached", "refused"
+                    )
         raise ConnectionFailed(f"no Lightstreamer session within {timeout:g} s", "timeout")
 
 

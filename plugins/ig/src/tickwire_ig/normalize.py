@@ -21,7 +21,6 @@ from typing import Any
 
 from tickwire.events import INTERVAL_NS, Candle, Gap, GapReason, Quote, Trade
 from tickwire.protocols import Heartbeat, Item, MalformedFrame, Notice, Subscribed
-
 from tickwire_ig.settings import CHART_SCALES, IGSettings
 
 PROVIDER = "ig"
@@ -174,9 +173,7 @@ class IGNormalizer:
                 last = price(fields.get("LTP"), "LTP")
                 if last is not None:
                     size = price(fields.get("LTV"), "LTV")
-                    out.append(
-                        Trade(PROVIDER, epic, ts, received_ts, last, size or Decimal(0))
-                    )
+                    out.append(Trade(PROVIDER, epic, ts, received_ts, last, size or Decimal(0)))
             return out
         interval = _SCALE_TO_INTERVAL.get(scale)
         if interval is None:

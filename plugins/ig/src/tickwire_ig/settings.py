@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
+
 from tickwire.settings import Duration, SourceSettings
 
 #: IG's demo and live REST bases (the Lightstreamer address comes from the login response).

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from tickwire.protocols import Connection
-
 from tickwire_ig.settings import CHART_SCALES, IGSettings
 
 PRICE_FIELDS = ("BIDPRICE1", "ASKPRICE1", "BIDSIZE1", "ASKSIZE1", "TIMESTAMP", "DLG_FLAG")
@@ -39,7 +38,9 @@ CANDLE_FIELDS = (
 )
 
 
-def subscriptions(settings: IGSettings, account_id: str, symbols: Sequence[str]) -> list[dict[str, Any]]:
+def subscriptions(
+    settings: IGSettings, account_id: str, symbols: Sequence[str]
+) -> list[dict[str, Any]]:
     """The subscribe messages for ``symbols`` on a session of ``account_id``."""
     channels = set(settings.channels)
     specs: list[dict[str, Any]] = []

@@ -73,7 +73,11 @@ TICK_FIELDS = frozenset(
     | {"DAY_PERC_CHG_MID", "DAY_HIGH", "DAY_LOW"}
 )
 CANDLE_FIELDS = frozenset(
-    {f"{side}_{part}" for side in ("BID", "OFR", "LTP") for part in ("OPEN", "HIGH", "LOW", "CLOSE")}
+    {
+        f"{side}_{part}"
+        for side in ("BID", "OFR", "LTP")
+        for part in ("OPEN", "HIGH", "LOW", "CLOSE")
+    }
     | {"LTV", "TTV", "UTM", "DAY_OPEN_MID", "DAY_NET_CHG_MID", "DAY_PERC_CHG_MID", "DAY_HIGH"}
     | {"DAY_LOW", "CONS_END", "CONS_TICK_COUNT"}
 )
@@ -185,7 +189,7 @@ class _LSSession:
     notes: list[str] = field(default_factory=list)
     sent: int = 0
     ws: web.WebSocketResponse | None = None
-    transport: asyncio.BaseTransport | None = None
+    transport: asyncio.Transport | None = None
     last_write: float = 0.0
     unbound_since: float | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -251,7 +255,7 @@ class FakeIG:
         self._oauth: dict[str, tuple[str, float]] = {}  # access token -> (account, expiry)
         self._refresh: dict[str, str] = {}  # refresh token -> account
         self._sessions: dict[str, _LSSession] = {}
-        self._sockets: set[tuple[web.WebSocketResponse, asyncio.BaseTransport]] = set()
+        self._sockets: set[tuple[web.WebSocketResponse, asyncio.Transport]] = set()
         self._bars: dict[tuple[str, str], Bar] = {}
         self._last: dict[str, Tick] = {}
         self._n: dict[str, int] = defaultdict(int)
@@ -368,18 +372,18 @@ class FakeIG:
     def _account_of(self, request: web.Request) -> str | None:
         auth = request.headers.get("Authorization")
         if auth:
-            kind, _, token = auth.partition(" ")
-            entry = self._oauth.get(token)
+            kind, _, bearer = auth.partition(" ")
+            entry = self._oauth.get(bearer)
             if kind == "Bearer" and entry is not None and entry[1] > time.monotonic():
                 return request.headers.get("IG-ACCOUNT-ID") or entry[0]
             return None
         cst = request.headers.get("CST", "")
-        token = self._tokens.get(cst)
-        if token is None or not token.valid:
+        found = self._tokens.get(cst)
+        if found is None or not found.valid:
             return None
-        if token.xst != request.headers.get("X-SECURITY-TOKEN"):
+        if found.xst != request.headers.get("X-SECURITY-TOKEN"):
             return None
-        return token.account_id
+        return found.account_id
 
     def _new_tokens(self, account: str) -> tuple[str, str]:
         cst, xst = secrets.token_hex(16), secrets.token_hex(16)
@@ -427,7 +431,12 @@ class FakeIG:
                 "currentAccountId": account,
                 "lightstreamerEndpoint": self.ls_url,
                 "accounts": [
-                    {"accountId": a, "accountName": a, "preferred": a == account, "accountType": "CFD"}
+                    {
+                        "accountId": a,
+                        "accountName": a,
+                        "preferred": a == account,
+                        "accountType": "CFD",
+                    }
                     for a in ACCOUNTS
                 ],
                 "clientId": "100",
@@ -509,7 +518,11 @@ class FakeIG:
         spread = Decimal("0.00006")
 
         def pair(value: Decimal) -> dict[str, Any]:
-            return {"bid": float(_fmt(value)), "ask": float(_fmt(value + spread)), "lastTraded": None}
+            return {
+                "bid": float(_fmt(value)),
+                "ask": float(_fmt(value + spread)),
+                "lastTraded": None,
+            }
 
         moment = datetime.fromtimestamp(start_ms / 1000, UTC)
         return {
@@ -594,7 +607,9 @@ class FakeIG:
                     continue
                 lines = msg.data.split("\r\n")
                 name = lines[0]
-                params = [dict(parse_qsl(line, keep_blank_values=True)) for line in lines[1:] if line]
+                params = [
+                    dict(parse_qsl(line, keep_blank_values=True)) for line in lines[1:] if line
+                ]
                 if name == "wsok":
                     await ws.send_str("WSOK\r\n")
                 elif name == "create_session":
@@ -620,7 +635,7 @@ class FakeIG:
     async def _create(
         self,
         ws: web.WebSocketResponse,
-        transport: asyncio.BaseTransport,
+        transport: asyncio.Transport,
         version: str,
         p: dict[str, str],
     ) -> _LSSession | None:
@@ -642,7 +657,7 @@ class FakeIG:
         return session
 
     async def _bind(
-        self, ws: web.WebSocketResponse, transport: asyncio.BaseTransport, p: dict[str, str]
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport, p: dict[str, str]
     ) -> _LSSession | None:
         session = self._sessions.get(p.get("LS_session", ""))
         if session is None:
@@ -654,7 +669,7 @@ class FakeIG:
         return session
 
     async def _attach(
-        self, session: _LSSession, ws: web.WebSocketResponse, transport: asyncio.BaseTransport
+        self, session: _LSSession, ws: web.WebSocketResponse, transport: asyncio.Transport
     ) -> None:
         async with session.lock:
             old = session.transport
@@ -762,7 +777,7 @@ class FakeIG:
             if item.startswith("MARKET:"):
                 return 21, "MARKET items were decommissioned: use PRICE:<accountId>:<epic>"
             if item.startswith("PRICE:"):
-                _, account, epic = (item.split(":", 2) + ["", ""])[:3]
+                _, account, epic = [*item.split(":", 2), "", ""][:3]
                 if account != session.account_id or not self._known(epic):
                     return 21, "Bad Item Group name"
                 kinds.add("PRICE")
@@ -842,7 +857,7 @@ class FakeIG:
 
     def _update_line(self, sub: _Sub, idx: int, values: list[str | None]) -> str:
         line = f"U,{sub.sub_id},{idx},{encode_update(values, sub.last.get(idx))}"
-        sub.last[idx] = values if sub.mode == "MERGE" else values
+        sub.last[idx] = values
         return line
 
     def _market_epics(self) -> list[str]:
@@ -888,7 +903,9 @@ class FakeIG:
                     if sub.scale in closed:
                         bar = closed[sub.scale]
                         fields = bar.fields()
-                        lines.append(self._update_line(sub, idx, [fields.get(f) for f in sub.fields]))
+                        lines.append(
+                            self._update_line(sub, idx, [fields.get(f) for f in sub.fields])
+                        )
                         self.candles[(epic, sub.scale)][bar.start_ms] = bar
                     values = self._values(sub, epic)
                     if values is None:
