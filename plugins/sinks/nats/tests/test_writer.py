@@ -24,7 +24,7 @@ from tickwire.pipeline import Pipeline
 from tickwire.protocols import ConnectionFailed
 from tickwire.settings import ConfigError, Settings
 from tickwire_nats import NatsConnector, NatsSink, attach
-from tickwire_nats.connect import NEEDS_ATTACH
+from tickwire_nats.connect import CORE_ACKED, NEEDS_ATTACH
 from tickwire_nats.writer import build, main
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service]
@@ -177,17 +177,22 @@ async def test_two_writers_share_one_durable_consumer(bus: Bus, tmp_path: Path) 
 
 
 async def test_unattached_writer_refuses_to_consume(bus: Bus, tmp_path: Path) -> None:
-    """Without commit reports a writer would ack what it only queued: it does not start."""
+    """Without commit reports a writer would ack what it only queued: it does not start.
+    (With core's Acked frames the runner reports commits, and it starts.)"""
     settings = Settings(
         sources=[{"provider": "nats", **bus.keys()}], sinks=[], **base_settings(tmp_path)
     )
     pipeline = Pipeline(settings)
     connector = pipeline.connections[0].connector
     assert isinstance(connector, NatsConnector)
-    with pytest.raises(ConnectionFailed, match="acknowledges a message only after"):
-        async with connector.open([">"]):
-            pass
-    assert "tickwire-nats-writer" in NEEDS_ATTACH
+    if CORE_ACKED is None:
+        with pytest.raises(ConnectionFailed, match="acknowledges a message only after"):
+            async with connector.open([">"]):
+                pass
+        assert "tickwire-nats-writer" in NEEDS_ATTACH
+    else:
+        async with connector.open([">"]) as conn:
+            assert conn.acked == 0
 
 
 async def test_attach_refuses_a_writer_that_builds_candles(bus: Bus, tmp_path: Path) -> None:

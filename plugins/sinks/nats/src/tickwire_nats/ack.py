@@ -65,11 +65,11 @@ class CommitTracker:
             self._count(index, rs)
 
     def _count(self, index: int, rs: _RunningSink) -> None:
-        offer: Callable[[Sequence[Event]], bool] = rs.offer
+        offer: Callable[..., bool] = rs.offer
         accepted = self._accepted
 
-        def counting_offer(events: Sequence[Event]) -> bool:
-            if offer(events):
+        def counting_offer(events: Sequence[Event], *args: Any, **kwargs: Any) -> bool:
+            if offer(events, *args, **kwargs):
                 accepted[index] += len(events)
                 return True
             return False
@@ -102,7 +102,10 @@ def attach(pipeline: Pipeline) -> CommitTracker:
             "a pipeline with a nats source is a writer: it stores the candles the collectors "
             "built and must not build its own; set [candles] intervals = []"
         )
-    tracker = CommitTracker(pipeline.running_sinks)
+    from tickwire_nats.connect import CORE_ACKED
+
+    # With core's Acked frames the runner reports commits itself: nothing to watch.
+    tracker = CommitTracker(() if CORE_ACKED is not None else pipeline.running_sinks)
     for connector in connectors:
         if isinstance(connector, NatsConnector):
             connector.tracker = tracker
