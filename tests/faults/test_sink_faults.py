@@ -84,7 +84,7 @@ async def test_a_down_sink_spills_while_the_other_keeps_up_then_catches_up_exact
                 assert b.spilled > 0
                 assert p.metrics.value("sink_spilled_total", sink="b") == b.spilled
                 assert p.metrics.value("sink_backpressure_total") == 0
-                assert not b.writable
+                await until(lambda: not b.writable, what="sink b reported down")
                 assert (tmp_path / "spill" / "b.wal").exists()
             await until(lambda: len(stored(db_b)) == 200, what="sink b catches up")
             assert b.spill is not None

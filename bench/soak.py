@@ -1,0 +1,352 @@
+"""Soak: 1,000 symbols through the real pipeline for a while, with a random fault every few
+seconds; prints events sent and stored, duplicates, gaps found and filled, and RSS over time.
+
+The fake Coinbase exchange (``tickwire_coinbase.testing.FakeCoinbase``) runs in this process and
+publishes trades over 1,000 products; the pipeline (coinbase source → SQLite, spill to disk on)
+runs in a child process so its memory is measured alone. Faults, one every 2 to 6 s at random:
+all connections dropped, trades withheld from the feed (a hole only the next trade or the
+heartbeats reveal), handshakes refused (HTTP 503), REST rate-limited (429) during backfill,
+malformed frames, the feed stalled past the keep-alive, and the SQLite file locked by another
+process for a few seconds (writes fail, the buffer fills and spills). At the end the faults stop,
+the backfill settles, and the store is compared with the fake's trade history::
+
+    uv run --all-packages python bench/soak.py [--duration 600] [--symbols 1000] [--rate 400]
+
+Reference (the issue's bar): nothing missing, no duplicate, every gap filled, RSS flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
+from tickwire_coinbase.testing import FakeCoinbase
+
+BAD_FRAMES = [
+    "{not json",
+    '{"type": "match", "trade_id": "x", "product_id": "S0001-USD"}',
+    '{"type": "match", "trade_id": 1, "price": "-1", "size": "1", "side": "buy",'
+    ' "product_id": "S0001-USD", "time": "2026-01-01T00:00:00.000000Z"}',
+    '{"type": "match", "trade_id": 1, "price": "NaN", "size": "1", "side": "buy",'
+    ' "product_id": "S0001-USD", "time": "2026-01-01T00:00:00.000000Z"}',
+    '{"type": "match", "trade_id": 1, "price": "0", "size": "1", "side": "buy",'
+    ' "product_id": "S0001-USD", "time": "not a time"}',
+]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ---- the child: the pipeline under test -------------------------------------------------
+
+
+async def child(args: argparse.Namespace) -> None:
+    import tickwire_coinbase
+    import tickwire_sqlite
+    from tickwire import Pipeline, Settings
+
+    symbols = (await anyio.Path(args.symbols_file).read_text()).split()
+    settings = Settings(
+        sources=[
+            {
+                "provider": "coinbase",
+                "symbols": symbols,
+                "channels": ["trades"],
+                "ws_url": args.ws,
+                "rest_url": args.rest,
+            }
+        ],
+        sinks=[
+            {
+                "type": "sqlite",
+                "path": args.db,
+                "retention": None,
+                "busy_timeout": "200ms",
+                "buffer": 2_000,
+            }
+        ],
+        candles={"intervals": [args.candles] if args.candles else []},
+        bootstrap={"days": 0},
+        runner={
+            "backoff_initial": "100ms",
+            "backoff_max": "5s",
+            "deadletter": str(Path(args.db).parent / "deadletter"),
+        },
+    )
+    pipeline = Pipeline(settings, plugins=(tickwire_coinbase, tickwire_sqlite), entry_points=False)
+    pipeline.running_sinks[0].spill_to(Path(args.db).parent / "spill", fsync_interval=0.1)
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with pipeline, anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    pipeline.stop()
+                    tg.cancel_scope.cancel()
+                    return
+
+            tg.start_soon(stop_on_signal)
+    m = pipeline.metrics
+    names = (
+        "gaps_total",
+        "malformed_total",
+        "reconnects_total",
+        "stalls_total",
+        "sink_errors_total",
+        "sink_spilled_total",
+        "sink_backpressure_total",
+        "backfill_rate_limited_total",
+        "sink_rows_total",
+    )
+    print(json.dumps({n: m.value(n) for n in names}), flush=True)
+
+
+# ---- the parent: market, faults, measurements -------------------------------------------
+
+
+def store_figures(db: Path) -> tuple[set[tuple[str, int]], int]:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        rows = conn.execute(
+            "SELECT symbol, trade_id FROM trades WHERE provider = 'coinbase'"
+        ).fetchall()
+        total = len(rows)
+        return {(s, int(t)) for s, t in rows}, total
+    except sqlite3.OperationalError:
+        return set(), 0
+    finally:
+        conn.close()
+
+
+def gap_figures(db: Path) -> dict[str, int]:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return dict(conn.execute("SELECT status, count(*) FROM gaps GROUP BY status").fetchall())
+    except sqlite3.OperationalError:
+        return {}
+    finally:
+        conn.close()
+
+
+async def parent(args: argparse.Namespace) -> None:
+    rnd = random.Random(args.seed)
+    products = [f"S{i:04d}-USD" for i in range(args.symbols)]
+    work = Path(tempfile.mkdtemp(prefix="tickwire-soak-"))
+    db = work / "soak.db"
+    (work / "symbols.txt").write_text("\n".join(products))
+    faults: dict[str, int] = {}
+    rss: list[tuple[float, float]] = []
+    async with FakeCoinbase(
+        products, seed=args.seed, history_days=0.001, history_gap=60, heartbeat_interval=1.0
+    ) as fake:
+        log = (work / "child.log").open("wb")
+        proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measured run
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "--ws",
+                fake.ws_url,
+                "--rest",
+                fake.rest_url,
+                "--db",
+                str(db),
+                "--symbols-file",
+                str(work / "symbols.txt"),
+                "--candles",
+                args.candles,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+        connections = -(-args.symbols // 50)
+        await fake.wait_subscribed(connections, timeout=120)
+        since = {p: fake.last_trade_id(p) for p in products}
+        began = time.monotonic()
+        rss.append((0.0, rss_mib(proc.pid)))
+        sent = 0
+        stop = anyio.Event()
+
+        async def market() -> None:
+            nonlocal sent
+            period = 1 / args.rate
+            next_at = time.monotonic()
+            while not stop.is_set():
+                product = rnd.choice(products)
+                market_price = 100 + rnd.randint(-500, 500) / 100
+                await fake.trade(
+                    product,
+                    f"{market_price:.2f}",
+                    f"0.{rnd.randint(1, 999):03d}",
+                    rnd.choice(("buy", "sell")),
+                )
+                sent += 1
+                next_at += period
+                delay = next_at - time.monotonic()
+                if delay > 0:
+                    await anyio.sleep(delay)
+                elif sent % 200 == 0:
+                    await anyio.lowlevel.checkpoint()
+
+        async def locked_db(seconds: float) -> None:
+            def hold() -> None:
+                conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+                conn.execute("BEGIN IMMEDIATE")
+                time.sleep(seconds)
+                conn.execute("ROLLBACK")
+                conn.close()
+
+            await anyio.to_thread.run_sync(hold)
+
+        async def chaos() -> None:
+            kinds = ["drop", "withhold", "reject", "rate_limit", "malformed", "sink_lock", "stall"]
+            weights = [3, 4, 2, 2, 3, 2, 1]
+            while not stop.is_set():
+                with anyio.move_on_after(rnd.uniform(2, 6)):
+                    await stop.wait()
+                if stop.is_set():
+                    return
+                kind = rnd.choices(kinds, weights)[0]
+                faults[kind] = faults.get(kind, 0) + 1
+                if kind == "drop":
+                    await fake.drop_connections()
+                elif kind == "withhold":
+                    for _ in range(rnd.randint(1, 5)):
+                        fake.withhold_trades(rnd.choice(products), rnd.randint(1, 4))
+                elif kind == "reject":
+                    fake.reject_next_connections(rnd.randint(1, 5))
+                    await fake.drop_connections()
+                elif kind == "rate_limit":
+                    fake.rate_limit_next_rest(rnd.randint(1, 4))
+                elif kind == "malformed":
+                    for frame in rnd.sample(BAD_FRAMES, 3):
+                        await fake.send_raw(frame)
+                elif kind == "sink_lock":
+                    await locked_db(rnd.uniform(1, 4))
+                elif kind == "stall":
+                    fake.stalled = True
+                    with anyio.move_on_after(11):  # coinbase keep-alive: 10 s
+                        await stop.wait()
+                    fake.stalled = False
+
+        async def sample_rss() -> None:
+            while not stop.is_set():
+                with anyio.move_on_after(args.rss_every):
+                    await stop.wait()
+                rss.append((time.monotonic() - began, rss_mib(proc.pid)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(market)
+            tg.start_soon(chaos)
+            tg.start_soon(sample_rss)
+            await anyio.sleep(args.duration)
+            stop.set()
+        fake.stalled = False
+        ran = time.monotonic() - began
+        rss_end = rss_mib(proc.pid)
+
+        truth = {
+            (p, t.trade_id) for p in products for t in fake.trades(p) if t.trade_id >= since[p]
+        }
+        settle_from = time.monotonic()
+        stored: set[tuple[str, int]] = set()
+        total = 0
+        best, best_at = -1, settle_from
+        # Let the backfill finish: until everything is there, or no progress for 60 s.
+        while time.monotonic() - settle_from < args.settle:
+            stored, total = await anyio.to_thread.run_sync(store_figures, db)
+            open_gaps = gap_figures(db).get("open", 0)
+            if truth <= stored and not open_gaps:
+                break
+            progress = len(stored) - open_gaps
+            if progress > best:
+                best, best_at = progress, time.monotonic()
+            elif time.monotonic() - best_at > 60:
+                break
+            await anyio.sleep(2)
+        settled = time.monotonic() - settle_from
+        rest_requests = len(fake.rest_requests)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await anyio.to_thread.run_sync(lambda: proc.communicate(timeout=60))
+        log.close()
+    metrics: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1]) if out else {}
+    stored, total = store_figures(db)
+    gap_rows = gap_figures(db)
+    missing = truth - stored
+    extra = stored - truth
+    print(f"soak: {args.symbols} symbols, {ran:.0f} s with faults, settled in {settled:.1f} s")
+    print(f"  faults injected     {sum(faults.values())}: {dict(sorted(faults.items()))}")
+    print(
+        f"  events sent         {len(truth)} trades ({sent} published, rest pre-subscription"
+        " last_match)"
+    )
+    print(f"  events stored       {total} trades   (reference: = sent)")
+    print(f"  missing             {len(missing)}   (reference: 0) {sorted(missing)[:5]}")
+    print(f"  not in the history  {len(extra)}   (reference: 0)")
+    print(f"  duplicates          {total - len(stored)}   (reference: 0)")
+    print(
+        f"  gaps found          {int(metrics.get('gaps_total', 0))} (metric); rows by status "
+        f"{gap_rows}   (reference: none open)"
+    )
+    print(
+        f"  reconnects {int(metrics.get('reconnects_total', 0))}, stalls "
+        f"{int(metrics.get('stalls_total', 0))}, "
+        f"malformed {int(metrics.get('malformed_total', 0))}, "
+        f"sink errors {int(metrics.get('sink_errors_total', 0))}, spilled "
+        f"{int(metrics.get('sink_spilled_total', 0))}, backpressure "
+        f"{int(metrics.get('sink_backpressure_total', 0))}"
+    )
+    print(f"  REST requests       {rest_requests} (backfill; the provider allows 10/s)")
+    print(f"  RSS (MiB)           start {rss[0][1]:.1f}, end {rss_end:.1f}   (reference: flat)")
+    print("  RSS over time       " + ", ".join(f"{t:.0f}s={m:.0f}" for t, m in rss))
+    print(f"  child exit code     {proc.returncode}; work dir {work}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=600, help="seconds with faults")
+    parser.add_argument("--symbols", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=400, help="trades per second in all")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--settle", type=float, default=1800, help="most seconds to let the backfill finish"
+    )
+    parser.add_argument("--rss-every", type=float, default=30)
+    parser.add_argument(
+        "--candles",
+        default="",
+        help="also build candles of this interval, e.g. 1m (off by default: see the report)",
+    )
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ws", help=argparse.SUPPRESS)
+    parser.add_argument("--rest", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--symbols-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        anyio.run(child, args)
+    else:
+        os.environ.pop("TICKWIRE_LOG_LEVEL", None)
+        anyio.run(parent, args)
+
+
+if __name__ == "__main__":
+    main()
