@@ -11,6 +11,9 @@ and tests read. Names (without the ``tickwire_`` prefix Prometheus adds):
   ``sink_queue{sink}`` (gauge), ``sink_write_seconds{sink}`` (histogram)
 * ``latency_seconds{provider}``: exchange time to receive time (histogram)
 * ``candles_late_total{provider}``: trades too late to change any kept candle
+
+:data:`REFERENCE` describes every name the runner keeps (its type and help text): the
+Prometheus endpoint (:mod:`tickwire.observe`) and ``docs/observability.md`` are built from it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,86 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     5.0,
     10.0,
 )
+
+#: Bucket upper bounds for counts of rows (a sink's batch size).
+ROW_BUCKETS: tuple[float, ...] = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """What one metric name means: ``kind`` is ``counter``, ``gauge`` or ``histogram``."""
+
+    kind: str
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+#: Every metric the runner keeps, by its name in :class:`Metrics` (without ``tickwire_``).
+REFERENCE: dict[str, MetricInfo] = {
+    "events_total": MetricInfo(
+        "counter", "Normalized events received, by provider and kind.", ("provider", "kind")
+    ),
+    "frames_total": MetricInfo(
+        "counter", "Raw frames read from a connection.", ("source", "connection")
+    ),
+    "malformed_total": MetricInfo(
+        "counter", "Frames that could not be used (kept in the dead-letter file).", ("provider",)
+    ),
+    "notices_total": MetricInfo(
+        "counter", "Provider messages that are not data (errors, rejections).", ("provider",)
+    ),
+    "reconnects_total": MetricInfo(
+        "counter",
+        "Connections lost or failed, by why (closed, stall, refused, dns, tls, auth, error...).",
+        ("source", "reason"),
+    ),
+    "stalls_total": MetricInfo(
+        "counter", "Connections silent past the provider's keep-alive window.", ("source",)
+    ),
+    "gaps_total": MetricInfo(
+        "counter", "Gaps found in the stream, by reason.", ("provider", "reason")
+    ),
+    "gaps_filled_total": MetricInfo(
+        "counter",
+        "Gaps the backfill closed: status filled, or empty (the provider had nothing).",
+        ("provider", "status"),
+    ),
+    "backfill_requests_total": MetricInfo(
+        "counter", "Backfill fetches started (one per try of a gap).", ("source",)
+    ),
+    "backfill_rate_limited_total": MetricInfo(
+        "counter", "Backfill requests answered with a rate limit (the worker waited).", ("source",)
+    ),
+    "backfill_refused_total": MetricInfo(
+        "counter", "Backfill requests the provider refused for good.", ("source",)
+    ),
+    "candles_late_total": MetricInfo(
+        "counter", "Trades too late to change any kept candle.", ("provider",)
+    ),
+    "sink_rows_total": MetricInfo("counter", "Events written by a sink.", ("sink",)),
+    "sink_batches_total": MetricInfo("counter", "Batches written by a sink.", ("sink",)),
+    "sink_errors_total": MetricInfo(
+        "counter", "Failed sink opens and writes (each one retried).", ("sink",)
+    ),
+    "sink_backpressure_total": MetricInfo(
+        "counter", "Times a full sink buffer made the sources wait.", ("sink",)
+    ),
+    "sink_dropped_total": MetricInfo(
+        "counter", "Events left unwritten when the shutdown deadline passed.", ("sink",)
+    ),
+    "sink_queue": MetricInfo(
+        "gauge", "Events waiting in a sink's buffer (set after each batch).", ("sink",)
+    ),
+    "sink_write_seconds": MetricInfo(
+        "histogram", "Time one batch write took, retries not included.", ("sink",)
+    ),
+    "sink_batch_rows": MetricInfo("histogram", "Events per written batch.", ("sink",)),
+    "latency_seconds": MetricInfo(
+        "histogram",
+        "Exchange time to receive time of one frame in 16 (clock skew included).",
+        ("provider",),
+    ),
+}
 
 
 @dataclass
@@ -92,12 +175,20 @@ class Metrics:
         """Set gauge ``name``."""
         self.gauges[self._key(name, labels)] = value
 
-    def histogram(self, name: str, **labels: str) -> Histogram:
-        """The histogram ``name`` with ``labels`` (created on first use)."""
+    def histogram(
+        self, name: str, *, buckets: Sequence[float] | None = None, **labels: str
+    ) -> Histogram:
+        """The histogram ``name`` with ``labels`` (created on first use).
+
+        :param buckets: upper bounds for a new histogram (default :data:`DEFAULT_BUCKETS`,
+            seconds; :data:`ROW_BUCKETS` for counts of rows). Ignored once it exists.
+        """
         key = self._key(name, labels)
         hist = self.histograms.get(key)
         if hist is None:
-            hist = self.histograms[key] = Histogram()
+            hist = self.histograms[key] = Histogram(
+                DEFAULT_BUCKETS if buckets is None else tuple(buckets)
+            )
         return hist
 
     def value(self, name: str, **labels: str) -> float:
@@ -115,4 +206,4 @@ class Metrics:
             yield name, dict(labels), value
 
 
-__all__ = ("DEFAULT_BUCKETS", "Histogram", "Metrics")
+__all__ = ("DEFAULT_BUCKETS", "REFERENCE", "ROW_BUCKETS", "Histogram", "MetricInfo", "Metrics")
