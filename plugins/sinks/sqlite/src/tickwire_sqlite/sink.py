@@ -131,12 +131,22 @@ class SqliteSinkError(OSError):
         return str(self.args[0])
 
 
+def _text(value: Decimal) -> str:
+    """Positional text where it keeps the exponent (``0.00000000``, never ``0E-8``, which is
+    what ``str`` gives); ``str`` for positive exponents (``1E+30``), so every value reads back
+    with the same digits and exponent."""
+    exponent = value.as_tuple().exponent
+    return format(value, "f") if isinstance(exponent, int) and exponent <= 0 else str(value)
+
+
 def _dec(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else _text(value)
 
 
 def _levels(levels: Sequence[tuple[Decimal, Decimal]]) -> str:
-    return json.dumps([[str(price), str(size)] for price, size in levels], separators=(",", ":"))
+    return json.dumps(
+        [[_text(price), _text(size)] for price, size in levels], separators=(",", ":")
+    )
 
 
 def _read_levels(text: str) -> list[tuple[Decimal, Decimal]]:
@@ -569,8 +579,8 @@ class SqliteSink:
                         e.symbol,
                         e.ts,
                         e.received_ts,
-                        str(e.price),
-                        str(e.size),
+                        _text(e.price),
+                        _text(e.size),
                         e.side,
                         e.trade_id,
                     )
@@ -595,10 +605,10 @@ class SqliteSink:
                         e.symbol,
                         e.interval,
                         e.start,
-                        str(e.open),
-                        str(e.high),
-                        str(e.low),
-                        str(e.close),
+                        _text(e.open),
+                        _text(e.high),
+                        _text(e.low),
+                        _text(e.close),
                         _dec(e.volume),
                         e.trades,
                         e.basis,
