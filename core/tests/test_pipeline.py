@@ -229,3 +229,29 @@ def test_deadletter_is_bounded(tmp_path: Path):
     assert total <= 4096
     assert dl.count == 200
     assert (tmp_path / "src.jsonl").read_text().splitlines()[-1].endswith('199"}')
+
+
+async def test_a_gap_from_the_normalizer_is_logged_and_counted_like_a_detected_one(
+    feed, make_pipeline, memory_sink
+):
+    import jsonfeed as jf
+
+    from tickwire.hookspecs import hookimpl
+
+    def normalize(frame, received_ts):
+        return [Gap("jsonfeed", "AAA", "trades", 1, 2, "disconnect")]
+
+    class GapPlugin:
+        @hookimpl(tryfirst=True)
+        def tickwire_normalize(self, source, info):
+            return normalize
+
+    found: list[Gap] = []
+    pipeline = make_pipeline([source(feed)], plugins=[jf, GapPlugin()], entry_points=False)
+    async with pipeline:
+        await feed.wait_clients()
+        await feed.trade("AAA", "1")
+        await memory_sink.wait_for(lambda m: bool(m.of("gap")))
+        found.extend(memory_sink.of("gap"))  # type: ignore[arg-type]
+    assert pipeline.metrics.value("gaps_total", reason="disconnect") == 1
+    assert found[0].reason == "disconnect"

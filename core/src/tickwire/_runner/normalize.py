@@ -109,6 +109,8 @@ class FrameHandler:
                         if problem is not None:
                             self.malformed(frame, problem)
                             continue
+                    elif cls is Gap:  # a provider that knows it missed data says so
+                        self._gap_found(item)  # type: ignore[arg-type]
                     events.append(item)  # type: ignore[arg-type]
                     counts[key] += 1
                 elif cls is Heartbeat:
