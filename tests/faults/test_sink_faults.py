@@ -100,7 +100,10 @@ async def test_a_down_sink_spills_while_the_other_keeps_up_then_catches_up_exact
     reason="needs core change: SinkSettings.spill_dir (default on); without it a full buffer "
     "of one down sink blocks the sources and so every other sink",
 )
-async def test_by_default_a_down_sink_does_not_stop_the_others(tmp_path: Path) -> None:
+async def test_by_default_a_down_sink_does_not_stop_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default spill folder is relative: keep it here
     db_a, db_b = tmp_path / "a.db", tmp_path / "b.db"
     feed = FaultFeed()
     async with feed.running():
