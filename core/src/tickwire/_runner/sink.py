@@ -8,6 +8,16 @@ sources; it is replayed, oldest first and before anything newer, once the sink w
 (and at the next start after a crash). Only when the spill file is full too (``spill_max_bytes``)
 do the sources wait (``sink.spill_full``), so nothing is dropped while the pipeline runs. The
 :class:`Fanout` hands every batch of events to every sink (and to taps).
+
+What each kind of stop can lose, per sink:
+
+* SIGTERM / Ctrl-C: nothing. The buffer is flushed within ``shutdown_deadline``; what the
+  deadline cuts off (the sink is down) is written to the spill file, ahead of what is already
+  there, and replayed at the next start (``sink.spill_saved``, then ``sink.spill_recovered``).
+* The process killed hard (SIGKILL, OOM): what was in memory, at most ``buffer`` events plus the
+  batch being written; everything already spilled survives (it is in the page cache).
+* The machine losing power: the above, plus spill-file appends not yet fsynced, at most
+  ``spill_fsync_interval`` (default 100 ms) of overflow; 0 syncs every spilled batch.
 """
 
 from __future__ import annotations
