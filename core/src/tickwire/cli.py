@@ -13,7 +13,8 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from decimal import Decimal
+from contextlib import AsyncExitStack
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ import anyio
 from tickwire import _log
 from tickwire._plugins import Plugins
 from tickwire._runner.backfill import SymbolProgress
-from tickwire.events import INTERVAL_NS, Gap, Quote, Trade
+from tickwire.events import INTERVAL_NS, Gap
 from tickwire.history import candle_gaps
+from tickwire.observe import live_view, parse_listen, serve_metrics
 from tickwire.pipeline import Pipeline
 from tickwire.protocols import GapSink
 from tickwire.settings import ConfigError, Settings, load_settings, origin_of
@@ -92,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             settings = load_settings(args.config)
-            return anyio.run(_run, Pipeline(settings), args.duration, None)
+            if settings.metrics.listen:
+                parse_listen(settings.metrics.listen)  # a bad address: one clear line
+            return anyio.run(_run, Pipeline(settings), args.duration)
         if args.command == "demo":
             return anyio.run(_demo, args)
         if args.command == "plugins":
@@ -111,10 +115,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-async def _run(pipeline: Pipeline, duration: float | None, view: Any) -> int:
-    async with anyio.create_task_group() as tg:
+async def _run(pipeline: Pipeline, duration: float | None, log_every: float = 10.0) -> int:
+    async with AsyncExitStack() as stack:
+        listen = pipeline.settings.metrics.listen
+        if listen:
+            url = await stack.enter_async_context(serve_metrics(pipeline, listen))
+            _log.emit(20, "metrics.listening", url=url)
+        tg = await stack.enter_async_context(anyio.create_task_group())
         tg.start_soon(_stop_on_signal, pipeline, tg.cancel_scope)
-        tg.start_soon(_report, pipeline, view)
+        tg.start_soon(partial(live_view, pipeline, log_every=log_every))
         await pipeline.run(duration)
         tg.cancel_scope.cancel()
     return 0
@@ -126,27 +135,6 @@ async def _stop_on_signal(pipeline: Pipeline, scope: anyio.CancelScope) -> None:
             _log.emit(20, "pipeline.stopping", signal=signal.Signals(signum).name)
             pipeline.stop()
             return
-
-
-async def _report(pipeline: Pipeline, view: Any) -> None:
-    """A status line every few seconds: what flowed, what each connection is doing."""
-    last: dict[str, float] = {}
-    every = 2.0 if view is not None else 10.0
-    while True:
-        await anyio.sleep(every)
-        counts = {
-            name: pipeline.metrics.value("events_total", kind=name)
-            for name in ("trade", "quote", "candle")
-        }
-        rates = {k: (v - last.get(k, 0)) / every for k, v in counts.items()}
-        last = counts
-        states = ",".join(sorted({c["state"] for c in pipeline.status()["connections"]}))
-        written = {rs.label: rs.written for rs in pipeline.running_sinks}
-        fields: dict[str, Any] = {f"{k}s": int(v) for k, v in counts.items()}
-        fields.update({f"{k}s_per_s": round(v, 1) for k, v in rates.items()})
-        if view is not None:
-            fields["last"] = " ".join(f"{s}={p}" for s, p in sorted(view.items()))
-        _log.emit(20, "pipeline.status", connections=states, written=written, **fields)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -181,30 +169,18 @@ async def _demo(args: argparse.Namespace) -> int:
             bootstrap={"days": 0},
         )
         pipeline = Pipeline(settings, plugins=())
-        last_price: dict[str, Decimal] = {}
         print(
             f"tickwire demo: {info.name} simulator at {endpoints.get('ws_url')} → "
             f"{args.db} (Ctrl-C to stop)",
             file=sys.stderr,
         )
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_watch, pipeline, last_price)
-            await _run(pipeline, args.duration, last_price)
-            tg.cancel_scope.cancel()
+        await _run(pipeline, args.duration, log_every=2.0)
     print(
         f"tickwire demo: wrote {sum(rs.written for rs in pipeline.running_sinks)} rows "
         f"to {args.db}",
         file=sys.stderr,
     )
     return 0
-
-
-async def _watch(pipeline: Pipeline, last_price: dict[str, Decimal]) -> None:
-    async for event in pipeline.events():
-        if isinstance(event, Trade):
-            last_price[event.symbol] = event.price
-        elif isinstance(event, Quote) and event.symbol not in last_price and event.bid:
-            last_price[event.symbol] = event.bid
 
 
 def _plugins(as_json: bool) -> int:

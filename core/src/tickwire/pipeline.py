@@ -392,6 +392,8 @@ class Pipeline:
         if not sinks_done.is_set() and self.running_sinks:
             for rs in self.running_sinks:
                 if rs.queued:
+                    self.metrics.inc("sink_dropped_total", rs.queued, sink=rs.label)
+                    rs.dropped += rs.queued
                     emit(
                         40,
                         "sink.dropped",

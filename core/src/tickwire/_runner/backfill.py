@@ -135,6 +135,7 @@ class BackfillWorker:
             count = 0
             try:
                 chunk: list[Event] = []
+                self.metrics.inc("backfill_requests_total", source=self.label)
                 async for event in self.backfiller.fetch(gap):
                     self.metrics.counters[self._key] += 1
                     chunk.append(event)

@@ -95,6 +95,7 @@ class ConnectionRunner:
         self.settings = runner
         self.metrics = metrics
         self.state = State.CONNECTING
+        self._frames_key = ("frames_total", (("connection", self.label), ("source", source.label)))
         self.last_frame = 0.0
         self.connected_since: float | None = None
         self.down_since: float | None = time.monotonic()
@@ -223,7 +224,10 @@ class ConnectionRunner:
     async def _read(self, conn: object, handler: FrameHandler) -> None:
         handle: Callable[[bytes | str], Awaitable[None]] = handler.handle
         monotonic = time.monotonic
+        counts = self.metrics.counters
+        key = self._frames_key
         async for frame in conn:  # type: ignore[attr-defined]
+            counts[key] += 1
             self.last_frame = monotonic()
             await handle(frame)
 
