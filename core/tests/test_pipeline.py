@@ -255,3 +255,23 @@ async def test_a_gap_from_the_normalizer_is_logged_and_counted_like_a_detected_o
         found.extend(memory_sink.of("gap"))  # type: ignore[arg-type]
     assert pipeline.metrics.value("gaps_total", reason="disconnect") == 1
     assert found[0].reason == "disconnect"
+
+
+async def test_gaps_due_at_the_same_time_queue_in_order() -> None:
+    from tickwire._runner.backfill import BackfillWorker
+    from tickwire.metrics import Metrics
+
+    class Nothing:
+        async def fetch(self, gap):  # pragma: no cover - never reached
+            yield gap
+
+    async def publish(events) -> None:  # pragma: no cover - never reached
+        return None
+
+    worker = BackfillWorker("s", Nothing(), publish, Metrics())  # type: ignore[arg-type]
+    gaps = [Gap("p", s, "trades", 1, 2, "disconnect") for s in ("B", "A", "C")]
+    for gap in gaps:
+        worker.submit_at(10, gap)
+    assert [worker._later[i][2] for i in range(3)][0] == gaps[0]
+    assert sorted(worker._later)[1][2] is gaps[1]
+    worker.close()

@@ -11,6 +11,7 @@ written again with ``status`` ``filled``, or ``empty`` when the provider had not
 from __future__ import annotations
 
 import heapq
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,7 +68,8 @@ class BackfillWorker:
         self.pending = 0
         #: Gaps to submit later, as (due time in ns, gap), e.g. a candle whose bucket has not
         #: closed yet.
-        self._later: list[tuple[int, Gap]] = []
+        self._later: list[tuple[int, int, Gap]] = []
+        self._order = itertools.count()
         self.requests_rate_limited = 0
 
     def _queue(self) -> tuple[MemoryObjectSendStream[Gap], MemoryObjectReceiveStream[Gap]]:
@@ -95,7 +97,7 @@ class BackfillWorker:
 
     def submit_at(self, due_ns: int, gap: Gap) -> None:
         """Queue ``gap`` once the clock passes ``due_ns`` (wall clock, nanoseconds)."""
-        heapq.heappush(self._later, (due_ns, gap))
+        heapq.heappush(self._later, (due_ns, next(self._order), gap))
 
     async def run(self) -> None:
         """Fill gaps until cancelled (or :meth:`close`)."""
@@ -116,7 +118,7 @@ class BackfillWorker:
             await anyio.sleep(0.5)
             now = time.time_ns()
             while self._later and self._later[0][0] <= now:
-                self.submit([heapq.heappop(self._later)[1]])
+                self.submit([heapq.heappop(self._later)[2]])
 
     def close(self) -> None:
         """No more gaps: release the queue (pending gaps stay open in the sinks)."""

@@ -160,7 +160,17 @@ class FrameHandler:
             end=gap.end,
             seconds=round((gap.end - gap.start) / 1e9, 3),
         )
-        self.on_gaps((gap,))
+        try:
+            self.on_gaps((gap,))
+        except Exception as exc:  # the stream must go on whatever the backfill queue does
+            emit(
+                WARNING,
+                "gap.deferred",
+                f"{type(exc).__name__}: {exc}",
+                provider=gap.provider,
+                symbol=gap.symbol,
+                kind=gap.kind,
+            )
 
     def malformed(self, frame: bytes | str, reason: str) -> None:
         """Count, log and keep aside one frame that could not be used."""
