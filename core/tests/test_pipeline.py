@@ -272,6 +272,6 @@ async def test_gaps_due_at_the_same_time_queue_in_order() -> None:
     gaps = [Gap("p", s, "trades", 1, 2, "disconnect") for s in ("B", "A", "C")]
     for gap in gaps:
         worker.submit_at(10, gap)
-    assert [worker._later[i][2] for i in range(3)][0] == gaps[0]
+    assert [entry[2] for entry in sorted(worker._later)] == gaps
     assert sorted(worker._later)[1][2] is gaps[1]
     worker.close()
