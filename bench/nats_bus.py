@@ -5,12 +5,12 @@
 Figures, each printed next to its reference:
 
 1. floor: bare nats-py ``publish_async`` of pre-encoded payloads with a ``Nats-Msg-Id``, acks
-   awaited per 1,000 (shared/protocols/storage-and-bus.md §2.3 measured 34–38k msgs/s);
+   awaited per 1,000 (shared/protocols/storage-and-bus.md §2.3 measured 34-38k msgs/s);
 2. collector: :class:`tickwire_nats.NatsSink` ``write_batch`` of 5,000 trades at a time (subject
    encoding, message id hash, msgpack encoding, async acks): events/s one collector publishes;
 3. writers: ``nats`` source → ``null`` sink through the real runner with ack-after-commit, 1 and
    2 writer processes sharing one durable consumer (§2.3: pull ``fetch(1000)`` + ack each,
-   28–43k msgs/s).
+   28-43k msgs/s).
 
 Each phase uses its own stream (``TWBENCH_<hex>``), deleted at the end. Only 127.0.0.1.
 """
@@ -20,16 +20,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from decimal import Decimal
-from pathlib import Path
 
 import nats
 from nats.js.api import StreamConfig
+
 from tickwire.events import Trade
 from tickwire.pipeline import Pipeline
 from tickwire.settings import Settings
@@ -101,11 +102,9 @@ async def collector(url: str, events: list[Trade]) -> tuple[float, float, str, s
     return len(events) / elapsed, used / elapsed, stream, prefix
 
 
-async def writers(url: str, stream: str, prefix: str, count: int, n: int) -> float:
-    """Start ``n`` writer processes on a fresh durable consumer; time until all are drained."""
-    durable = f"bench-{uuid.uuid4().hex[:8]}"
-    args = json.dumps({"url": url, "stream": stream, "subject_prefix": prefix, "durable": durable})
-    procs = [
+def _spawn(args: str, n: int) -> list[subprocess.Popen[str]]:
+    """``n`` writer processes of this script, waiting for "go" on stdin."""
+    return [
         subprocess.Popen(
             [sys.executable, __file__, "--writer", args],
             stdin=subprocess.PIPE,
@@ -114,6 +113,13 @@ async def writers(url: str, stream: str, prefix: str, count: int, n: int) -> flo
         )
         for _ in range(n)
     ]
+
+
+async def writers(url: str, stream: str, prefix: str, count: int, n: int) -> float:
+    """Start ``n`` writer processes on a fresh durable consumer; time until all are drained."""
+    durable = f"bench-{uuid.uuid4().hex[:8]}"
+    args = json.dumps({"url": url, "stream": stream, "subject_prefix": prefix, "durable": durable})
+    procs = _spawn(args, n)
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     nc = await nats.connect(url)
@@ -173,19 +179,29 @@ async def main() -> None:
         return
     assert "127.0.0.1" in args.url or "[::1]" in args.url, "benchmarks use loopback only"
     events = trades(args.events)
-    print(f"events: {len(events):,} trades over 200 symbols, one message per event")
+    load = os.getloadavg()[0]
+    print(
+        f"events: {len(events):,} trades over 200 symbols, one message per event; "
+        f"load average {load:.2f} on {os.cpu_count()} CPUs (above ~1: contended)"
+    )
     rate = await floor(args.url, events)
-    print(f"floor   bare nats-py publish_async + Msg-Id, acks per 1000: {rate:>9,.0f} msgs/s"
-          "   (ref §2.3: 34,127-38,312)")
+    print(
+        f"floor   bare nats-py publish_async + Msg-Id, acks per 1000: {rate:>9,.0f} msgs/s"
+        "   (ref §2.3: 34,127-38,312)"
+    )
     rate, core, stream, prefix = await collector(args.url, events)
-    print(f"sink    NatsSink.write_batch(5000) (encode+id+publish+acks): {rate:>9,.0f} events/s"
-          f"   client CPU {core:.0%} of a core")
+    print(
+        f"sink    NatsSink.write_batch(5000) (encode+id+publish+acks): {rate:>9,.0f} events/s"
+        f"   client CPU {core:.0%} of a core"
+    )
     nc = await nats.connect(args.url)
     try:
         for n in (1, 2):
             rate = await writers(args.url, stream, prefix, len(events), n)
-            print(f"writer  {n} writer process(es), nats -> null sink, ack after commit: "
-                  f"{rate:>9,.0f} events/s   (ref §2.3 pull+ack each: 28,495-42,642)")
+            print(
+                f"writer  {n} writer process(es), nats -> null sink, ack after commit: "
+                f"{rate:>9,.0f} events/s   (ref §2.3 pull+ack each: 28,495-42,642)"
+            )
     finally:
         await nc.jetstream().delete_stream(stream)
         await nc.close()

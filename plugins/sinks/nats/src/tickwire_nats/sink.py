@@ -33,6 +33,9 @@ from tickwire_nats.schema import (
 from tickwire_nats.settings import NatsSinkSettings
 from tickwire_nats.stream import connect, ensure_stream
 
+#: Publishes whose acks are awaited together.
+ACK_WINDOW = 1000
+
 
 class PublishFailed(Exception):
     """JetStream did not acknowledge every message of a batch (the runner retries it)."""
@@ -76,14 +79,29 @@ class NatsSink:
             # unset: nats-py wraps every publish in ``asyncio.wait_for`` with it, a task per
             # message, which cost two thirds of the throughput here.
             with anyio.fail_after(timeout):
-                for event in events:
-                    headers = {MSG_ID_HEADER: message_id(event), ENCODING_HEADER: ENCODING}
-                    future = await js.publish_async(
-                        subject_for(prefix, event), encode(event), stream=stream, headers=headers
-                    )
-                    futures.append(future)
-                if futures:
-                    await asyncio.wait(futures)
+                # Acks are awaited a window at a time (the previous window while the next is
+                # being published): fewer in flight than max_pending, so publishing never
+                # stalls on nats-py's semaphore, and the acks overlap the publishing.
+                window = min(ACK_WINDOW, self.settings.max_pending)
+                previous: list[asyncio.Future[PubAck]] = []
+                for start in range(0, len(events), window):
+                    current = []
+                    for event in events[start : start + window]:
+                        headers = {MSG_ID_HEADER: message_id(event), ENCODING_HEADER: ENCODING}
+                        current.append(
+                            await js.publish_async(
+                                subject_for(prefix, event),
+                                encode(event),
+                                stream=stream,
+                                headers=headers,
+                            )
+                        )
+                    futures.extend(current)
+                    if previous:
+                        await asyncio.wait(previous)
+                    previous = current
+                if previous:
+                    await asyncio.wait(previous)
         except TimeoutError:
             for future in futures:
                 future.cancel()
