@@ -136,3 +136,13 @@ async def test_websocket_query_tokens_never_reach_a_log_line(feed, caplog) -> No
     lines = [r.getMessage() for r in caplog.records if not r.name.startswith("websockets.server")]
     assert any("GET /" in line for line in lines)  # the request line was logged...
     assert not any("SECRET123" in line for line in lines)  # ...without the token
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from tickwire.rest import retry_after
+
+    assert retry_after({"Retry-After": "7"}) == 7.0
+    assert retry_after({}) is None
+    assert retry_after({"Retry-After": "soon"}) is None
+    when = retry_after({"Retry-After": "Wed, 21 Oct 2015 07:28:30 GMT"}, now=1445412480.0)
+    assert when == 30.0

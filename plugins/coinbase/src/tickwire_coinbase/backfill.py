@@ -29,6 +29,7 @@ import msgspec
 
 from tickwire.events import Candle, Event, Gap, Interval, Trade
 from tickwire.protocols import MalformedFrame, RateLimited
+from tickwire.rest import retry_after
 from tickwire_coinbase.normalize import PROVIDER, decimal_of, parse_time, price_of
 from tickwire_coinbase.settings import CoinbaseSettings
 
@@ -238,13 +239,7 @@ def _message(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return retry_after(response.headers)
 
 
 __all__ = ("GRANULARITY", "MAX_BUCKETS", "CoinbaseBackfiller", "CoinbaseRESTError", "iso")

@@ -34,6 +34,7 @@ import msgspec
 
 from tickwire.events import Candle, Event, Gap, Interval
 from tickwire.protocols import RateLimited
+from tickwire.rest import retry_after
 from tickwire_finnhub.normalize import PROVIDER
 from tickwire_finnhub.settings import FinnhubSettings, Market
 
@@ -233,13 +234,7 @@ def _message(response: httpx.Response) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
+    return retry_after(response.headers)
 
 
 __all__ = (
