@@ -95,12 +95,6 @@ async def test_withheld_trades_a_drop_refusals_and_rate_limits_end_in_the_exact_
     assert "gap.detected" in caplog.text and "reason=http" in caplog.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core change: BackfillWorker.submit_at heap compares Gap objects when two "
-    "candle refetches fall due at the same time (TypeError drops the connection, then kills "
-    "the pipeline in _release_due)",
-)
 async def test_two_gaps_in_one_candle_bucket_do_not_break_the_connection(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
