@@ -275,3 +275,18 @@ async def test_gaps_due_at_the_same_time_queue_in_order() -> None:
     assert [entry[2] for entry in sorted(worker._later)] == gaps
     assert sorted(worker._later)[1][2] is gaps[1]
     worker.close()
+
+
+async def test_shards_split_the_symbols_stably_and_completely(feed, tmp_path) -> None:
+    from tickwire.shard import shard_of
+
+    symbols = [f"S{i}" for i in range(40)]
+    settings = Settings(sources=[source(feed, symbols=symbols)], sinks=[],
+                        bootstrap={"days": 0}, runner={"deadletter": str(tmp_path)})
+    owned = []
+    for index in (1, 2, 3):
+        pipeline = Pipeline(settings, plugins=[jsonfeed], entry_points=False, shard=(index, 3))
+        mine = pipeline.sources[0].settings.symbols
+        assert all(shard_of("jsonfeed", s, 3) == index for s in mine)
+        owned += mine
+    assert sorted(owned) == sorted(symbols)  # every symbol once, in exactly one shard

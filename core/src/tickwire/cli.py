@@ -29,6 +29,7 @@ from tickwire.observe import live_view, parse_listen, serve_metrics
 from tickwire.pipeline import Pipeline
 from tickwire.protocols import GapSink
 from tickwire.settings import ConfigError, Settings, load_settings, origin_of
+from tickwire.shard import parse_shard
 
 EXIT_CONFIG = 2
 
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline (embedded default without a config)")
     run.add_argument("-c", "--config", type=Path, help="config file (default: ./tickwire.toml)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="collect only shard I of N of the symbols "
+        "(stable hashing; two collectors of one shard run as a redundant pair)",
+    )
 
     demo = sub.add_parser(
         "demo", help="offline: a simulated exchange through the full pipeline into SQLite"
@@ -96,7 +103,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = load_settings(args.config)
             if settings.metrics.listen:
                 parse_listen(settings.metrics.listen)  # a bad address: one clear line
-            return anyio.run(_run, Pipeline(settings), args.duration)
+            shard = None
+            if args.shard:
+                try:
+                    shard = parse_shard(args.shard)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+            return anyio.run(_run, Pipeline(settings, shard=shard), args.duration)
         if args.command == "demo":
             return anyio.run(_demo, args)
         if args.command == "plugins":

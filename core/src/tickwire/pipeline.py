@@ -50,6 +50,7 @@ from tickwire.settings import (
     origin_of,
     validate_entry,
 )
+from tickwire.shard import select
 
 INFO, WARNING = 20, 30
 #: Seconds between candle-builder ticks (closing buckets on time).
@@ -87,6 +88,7 @@ class Pipeline:
         entry_points: bool = True,
         sinks: Sequence[Sink] = (),
         stream: bool = True,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         #: False: open the sinks and the backfill, but no provider connection (``backfill``).
@@ -94,9 +96,10 @@ class Pipeline:
         self.plugins = Plugins(plugins, entry_points=entry_points)
         self.metrics = Metrics()
         where = origin_of(self.settings)
-        self.sources = [
-            self._plan_source(i, raw, where) for i, raw in enumerate(self.settings.sources)
-        ]
+        raw_sources = self.settings.sources
+        if shard is not None:
+            raw_sources = _shard_sources(raw_sources, *shard)
+        self.sources = [self._plan_source(i, raw, where) for i, raw in enumerate(raw_sources)]
         if not self.sources:
             raise ConfigError(f"{where}: no [[sources]]: add at least one")
         runner = self.settings.runner
@@ -587,6 +590,28 @@ class Pipeline:
         return all(c.state is State.CONNECTED for c in self.connections) and all(
             rs.writable for rs in self.running_sinks
         )
+
+
+def _shard_sources(sources: list[dict[str, Any]], index: int, count: int) -> list[dict[str, Any]]:
+    """Keep, per source, only the symbols shard ``index`` of ``count`` owns (``--shard``)."""
+    out = []
+    for raw in sources:
+        mine = select(str(raw.get("provider")), list(raw.get("symbols") or []), index, count)
+        if mine:
+            out.append({**raw, "symbols": mine})
+    emit(
+        INFO,
+        "pipeline.shard",
+        shard=f"{index}/{count}",
+        symbols=sum(len(r["symbols"]) for r in out),
+        of=sum(len(r.get("symbols") or []) for r in sources),
+    )
+    if not out:
+        raise ConfigError(
+            f"shard {index}/{count} owns none of the configured symbols; "
+            "use fewer shards or list more symbols"
+        )
+    return out
 
 
 def _fillable(gap: Gap, info: ProviderInfo) -> bool:
