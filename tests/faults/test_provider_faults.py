@@ -229,11 +229,6 @@ async def test_the_close_code_and_reason_are_named_in_the_log(
     assert lost and "4029" in lost[0] and "rate limited" in lost[0], lost
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core change: connect.py does not tell a rate-limit close code from any error "
-    "(reconnects_total reason='rate_limited', a backoff floor)",
-)
 async def test_a_rate_limit_close_is_counted_as_rate_limited(tmp_path: Path, db: Path) -> None:
     feed = FaultFeed()
     async with feed.running():
@@ -280,11 +275,6 @@ async def test_a_reconnect_storm_is_spread_by_jitter(tmp_path: Path, db: Path) -
     assert spread >= 0.1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core change: Backoff.next clamps uniform(0, ceiling) to initial/2, so half "
-    "of all first reconnects land on the same instant",
-)
 def test_the_first_reconnects_are_not_clumped_on_the_backoff_floor() -> None:
     rng = random.Random(8)
     delays = [Backoff(1.0, 60.0, rng).next() for _ in range(10_000)]
@@ -305,11 +295,6 @@ async def test_clock_skew_keeps_provider_timestamps_as_sent(tmp_path: Path, db: 
     assert_exact(db, feed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core change: normalize.py has no clock-skew metric or log line "
-    "(latency_seconds clamps an ahead clock to 0)",
-)
 async def test_clock_skew_is_measured_and_logged(
     tmp_path: Path, db: Path, logs: pytest.LogCaptureFixture
 ) -> None:
@@ -374,11 +359,6 @@ async def test_malformed_data_of_each_kind_is_counted_kept_aside_and_skipped(
     assert logs.text.count("message.malformed") == len(BAD_FRAMES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core change: normalize.py lets an infinite price or size through "
-    "(Decimal('Infinity') > 0)",
-)
 async def test_an_infinite_price_is_malformed(tmp_path: Path, db: Path) -> None:
     feed = FaultFeed()
     async with feed.running():

@@ -95,11 +95,6 @@ async def test_a_down_sink_spills_while_the_other_keeps_up_then_catches_up_exact
     assert "sink.spill_replayed" in logs.text and "sink.restored" in logs.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs core change: SinkSettings.spill_dir (default on); without it a full buffer "
-    "of one down sink blocks the sources and so every other sink",
-)
 async def test_by_default_a_down_sink_does_not_stop_the_others(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,7 +8,9 @@ and tests read. Names (without the ``tickwire_`` prefix Prometheus adds):
 * ``notices_total{provider}``, ``reconnects_total{source,reason}``, ``stalls_total{source}``
 * ``gaps_total{provider,reason}``
 * ``sink_rows_total{sink}``, ``sink_batches_total{sink}``, ``sink_errors_total{sink}``,
-  ``sink_queue{sink}`` (gauge), ``sink_write_seconds{sink}`` (histogram)
+  ``sink_queue{sink}`` (gauge), ``sink_spilled_total{sink}``, ``sink_spill_full_total{sink}``,
+  ``sink_spill_bytes{sink}`` and ``sink_spill_events{sink}`` (gauges),
+  ``sink_write_seconds{sink}`` (histogram)
 * ``latency_seconds{provider}``: exchange time to receive time (histogram)
 * ``candles_late_total{provider}``: trades too late to change any kept candle
 

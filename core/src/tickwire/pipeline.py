@@ -108,7 +108,14 @@ class Pipeline:
         for i, raw in enumerate(self.settings.sinks):
             sink_settings = self._sink_settings(i, raw, where)
             sink = self.plugins.sink_for(sink_settings)
-            self.running_sinks.append(RunningSink(sink_settings, sink, self.metrics))
+            rs = RunningSink(sink_settings, sink, self.metrics)
+            if rs.spill is None and runner.spill_dir is not None:
+                rs.spill_to(
+                    runner.spill_dir,
+                    sink_settings.spill_max_bytes,
+                    sink_settings.spill_fsync_interval.total_seconds(),
+                )
+            self.running_sinks.append(rs)
         for extra in sinks:
             label = type(extra).__name__
             self.running_sinks.append(
@@ -394,7 +401,7 @@ class Pipeline:
                 await sinks_done.wait()
         if not sinks_done.is_set() and self.running_sinks:
             for rs in self.running_sinks:
-                if rs.queued:
+                if rs.queued and rs.spill is None:  # a spill file keeps them
                     self.metrics.inc("sink_dropped_total", rs.queued, sink=rs.label)
                     rs.dropped += rs.queued
                     emit(

@@ -135,6 +135,20 @@ class SinkSettings(_EnvFirst):
         default=timedelta(milliseconds=200), description="Longest wait before a partial batch."
     )
     buffer: int = Field(default=200_000, ge=1, description="Most events waiting for this sink.")
+    spill_dir: Path | None = Field(
+        default=None,
+        description="Folder of this sink's spill file (default: [runner] spill_dir).",
+    )
+    spill_max_bytes: int = Field(
+        default=1 << 30,
+        ge=1 << 16,
+        description="Largest spill file; past it the sources wait (sink.spill_full).",
+    )
+    spill_fsync_interval: Duration = Field(
+        default=timedelta(milliseconds=100),
+        description="fsync the spill file this often (0: after every spilled batch); "
+        "a machine crash loses at most this much of the overflow.",
+    )
     name: str | None = Field(default=None, description="A label for logs and metrics.")
 
     @property
@@ -198,6 +212,11 @@ class RunnerSettings(BaseModel):
         default=Path("deadletter"), description="Folder where malformed frames are kept."
     )
     deadletter_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    spill_dir: Path | None = Field(
+        default=Path("spill"),
+        description="Folder of the sinks' spill files: a full buffer overflows there instead "
+        "of blocking the sources (None: no spilling).",
+    )
 
 
 def _default_sources() -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 
 import anyio
+import websockets
 
 from tickwire._log import emit
 from tickwire._runner.normalize import FrameHandler
@@ -25,6 +26,11 @@ from tickwire.protocols import ConnectionFailed, Connector, ProviderInfo, Subscr
 from tickwire.settings import RunnerSettings, SourceSettings
 
 INFO, WARNING, ERROR = 20, 30, 40
+#: Close codes providers use for "too many requests / connections" (1013 try again later,
+#: 4029/4290/4429 the private-use spellings of HTTP 429).
+RATE_LIMIT_CLOSE_CODES = frozenset({1013, 4029, 4290, 4429})
+#: Seconds a connection waits at least after a rate-limit close.
+RATE_LIMIT_FLOOR = 5.0
 
 
 class Backoff:
@@ -48,7 +54,9 @@ class Backoff:
         """The delay before the next attempt (and count the attempt)."""
         ceiling = self.ceiling()
         self.attempt += 1
-        return max(self.initial / 2, self._rng.uniform(0, ceiling))
+        # Uniform over [initial/2, ceiling]: clamping uniform(0, ceiling) to the floor would
+        # put half of all first retries on the same instant.
+        return self._rng.uniform(self.initial / 2, max(ceiling, self.initial / 2))
 
     def reset(self) -> None:
         """Back to the first delay (after a healthy period)."""
@@ -100,6 +108,7 @@ class ConnectionRunner:
         self.connected_since: float | None = None
         self.down_since: float | None = time.monotonic()
         self.last_error: str | None = None
+        self.rate_limited = False
         self.backoff = Backoff(
             runner.backoff_initial.total_seconds(), runner.backoff_max.total_seconds()
         )
@@ -111,6 +120,8 @@ class ConnectionRunner:
                 reason = await self._session()
                 self._lost(reason)
                 delay = self.backoff.next()
+                if reason == "rate_limited":
+                    delay = max(delay, RATE_LIMIT_FLOOR)
                 emit(
                     INFO,
                     "connection.retry",
@@ -199,6 +210,19 @@ class ConnectionRunner:
             return "timeout"
         except Exception as group:
             error = _unwrap(group)
+            code = _close_code(error)
+            if code in RATE_LIMIT_CLOSE_CODES:
+                self.last_error = f"rate limited by the server (close {code})"
+                self.rate_limited = True
+                emit(
+                    WARNING,
+                    "connection.lost",
+                    str(error),
+                    source=self.label,
+                    reason="rate_limited",
+                    code=code,
+                )
+                return "rate_limited"
             if self.state is not State.CONNECTED:
                 self.last_error = f"{type(error).__name__}: {error}"
                 emit(
@@ -230,6 +254,12 @@ class ConnectionRunner:
             counts[key] += 1
             self.last_frame = monotonic()
             await handle(frame)
+
+
+def _close_code(exc: BaseException) -> int | None:
+    if isinstance(exc, websockets.ConnectionClosed) and exc.rcvd is not None:
+        return exc.rcvd.code
+    return None
 
 
 def _unwrap(exc: BaseException) -> BaseException:

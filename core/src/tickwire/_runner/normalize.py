@@ -29,6 +29,8 @@ _ZERO = Decimal(0)
 EXCERPT = 160
 #: One frame in this many feeds the exchange-to-receive latency histogram.
 LATENCY_SAMPLE = 16
+#: Seconds of clock skew (either way) that earn a ``clock.skew`` warning.
+SKEW_WARN = 5.0
 
 
 def check_values(event: Event) -> str | None:
@@ -38,6 +40,8 @@ def check_values(event: Event) -> str | None:
             assert isinstance(event, Trade)
             if not event.price > _ZERO:
                 return f"trade price {event.price} is not positive"
+            if not event.price.is_finite() or not event.size.is_finite():
+                return f"trade price {event.price} or size {event.size} is not finite"
             if event.size < _ZERO:
                 return f"trade size {event.size} is negative"
         elif type(event) is Quote:
@@ -78,6 +82,7 @@ class FrameHandler:
         self.metrics = metrics
         self.on_subscribed = on_subscribed
         self._frames = 0
+        self._skew_logged = -1e9
         self._latency = metrics.histogram("latency_seconds", provider=provider)
         self._counts = metrics.counters
         self._keys: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
@@ -98,7 +103,12 @@ class FrameHandler:
                 if key is not None:
                     if cls is Trade:
                         try:
-                            sane = item.price > _ZERO and item.size >= _ZERO  # type: ignore[union-attr]
+                            sane = (
+                                item.price > _ZERO  # type: ignore[union-attr]
+                                and item.size >= _ZERO  # type: ignore[union-attr]
+                                and item.price.is_finite()  # type: ignore[union-attr]
+                                and item.size.is_finite()  # type: ignore[union-attr]
+                            )
                         except InvalidOperation:
                             sane = False
                         if not sane:
@@ -135,7 +145,9 @@ class FrameHandler:
         if self._frames % LATENCY_SAMPLE == 0:
             ts = getattr(events[0], "ts", None)
             if ts is not None:
-                self._latency.observe(max(received - ts, 0) / 1e9)
+                lag = (received - ts) / 1e9
+                self._latency.observe(max(lag, 0))
+                self._skew(lag)
         gaps = self.detector.process(events)
         if self.builder is not None:
             candles = self.builder.process(events)
@@ -146,6 +158,26 @@ class FrameHandler:
                 self._gap_found(gap)
             events.extend(gaps)
         await self.publish(events)
+
+    def _skew(self, lag: float) -> None:
+        """``clock_skew_seconds{provider}``: receive minus exchange time of a sampled frame
+        (negative: the provider's clock is ahead); a ``clock.skew`` line, at most once a minute,
+        past :data:`SKEW_WARN` seconds either way."""
+        self.metrics.set("clock_skew_seconds", lag, provider=self.provider)
+        if abs(lag) >= SKEW_WARN:
+            now = time.monotonic()
+            if now - self._skew_logged >= 60:
+                self._skew_logged = now
+                emit(
+                    WARNING,
+                    "clock.skew",
+                    "provider timestamps are "
+                    + ("ahead of" if lag < 0 else "behind")
+                    + " the local clock (or the feed is delayed)",
+                    provider=self.provider,
+                    source=self.label,
+                    seconds=round(lag, 3),
+                )
 
     def _gap_found(self, gap: Gap) -> None:
         self.metrics.inc("gaps_total", provider=gap.provider, reason=gap.reason)

@@ -54,6 +54,7 @@ def make_pipeline(memory_sink: MemorySink, tmp_path: Path) -> Callable[..., Pipe
                 "backoff_initial": "50ms",
                 "backoff_max": "1s",
                 "deadletter": str(tmp_path / "deadletter"),
+                "spill_dir": str(tmp_path / "spill"),
                 **settings.pop("runner", {}),
             },
             **settings,
