@@ -76,6 +76,21 @@ Control: TypeAlias = Heartbeat | Notice | Subscribed
 Item: TypeAlias = Event | Control
 
 
+class Acked(msgspec.Struct, frozen=True, gc=False):
+    """A frame whose source must learn when its events are stored (a durable bus consumer).
+
+    A :class:`Connection` may yield this instead of a bare frame. The runner normalizes
+    ``frame`` as usual and calls ``on_commit()`` once every sink has written every event that
+    came of it (at once when it produced none, or was malformed and dead-lettered). It is never
+    called for a frame whose events some sink did not write (a crash, or the shutdown deadline
+    passing with them still queued or only in the spill file): the source then delivers it
+    again. ``on_commit`` runs in the sink's task: keep it short and synchronous.
+    """
+
+    frame: Frame
+    on_commit: Callable[[], None]
+
+
 class MalformedFrame(ValueError):
     """Raised by a normalizer for a frame it cannot read.
 
@@ -294,6 +309,7 @@ class RateLimited(Exception):
 
 
 __all__ = (
+    "Acked",
     "BackfillRefused",
     "Backfiller",
     "Capabilities",

@@ -20,7 +20,14 @@ from tickwire.deadletter import DeadLetter
 from tickwire.events import EVENT_TYPES, KIND, Event, Gap, Quote, Trade
 from tickwire.gaps import GapDetector
 from tickwire.metrics import Metrics
-from tickwire.protocols import Heartbeat, MalformedFrame, Normalizer, Notice, Subscribed
+from tickwire.protocols import (
+    Acked,
+    Heartbeat,
+    MalformedFrame,
+    Normalizer,
+    Notice,
+    Subscribed,
+)
 
 INFO, WARNING = 20, 30
 _EVENT_TYPES = frozenset(EVENT_TYPES)
@@ -65,7 +72,7 @@ class FrameHandler:
         normalizer: Normalizer,
         detector: GapDetector,
         builder: CandleBuilder | None,
-        publish: Callable[[Sequence[Event]], Awaitable[None]],
+        publish: Callable[..., Awaitable[None]],
         on_gaps: Callable[[Sequence[Gap]], None],
         deadletter: DeadLetter,
         metrics: Metrics,
@@ -90,8 +97,16 @@ class FrameHandler:
             for cls in EVENT_TYPES
         }
 
-    async def handle(self, frame: bytes | str) -> None:
-        """Normalize one frame and pass its events on (the hot path: keep it lean)."""
+    async def handle(self, frame: bytes | str | Acked) -> None:
+        """Normalize one frame and pass its events on (the hot path: keep it lean).
+
+        An :class:`~tickwire.protocols.Acked` frame's ``on_commit`` travels with its events to
+        the sinks, or is called at once when the frame leaves nothing to store.
+        """
+        on_commit: Callable[[], None] | None = None
+        if type(frame) is Acked:
+            frame, on_commit = frame.frame, frame.on_commit  # type: ignore[union-attr]
+        assert not isinstance(frame, Acked)
         received = time.time_ns()
         events: list[Event] = []
         keys = self._keys
@@ -133,13 +148,19 @@ class FrameHandler:
                     self.on_subscribed(item.symbols)  # type: ignore[union-attr]
         except MalformedFrame as exc:
             self.malformed(frame, str(exc) or "unreadable")
+            if on_commit is not None:
+                on_commit()  # kept in the dead-letter file: handled
             return
         except ProviderClosed:
             raise
         except Exception as exc:
             self.malformed(frame, f"normalizer failed: {type(exc).__name__}: {exc}")
+            if on_commit is not None:
+                on_commit()
             return
         if not events:
+            if on_commit is not None:
+                on_commit()
             return
         self._frames += 1
         if self._frames % LATENCY_SAMPLE == 0:
@@ -157,7 +178,10 @@ class FrameHandler:
             for gap in gaps:
                 self._gap_found(gap)
             events.extend(gaps)
-        await self.publish(events)
+        if on_commit is None:
+            await self.publish(events)
+        else:
+            await self.publish(events, on_commit)
 
     def _skew(self, lag: float) -> None:
         """``clock_skew_seconds{provider}``: receive minus exchange time of a sampled frame

@@ -26,7 +26,7 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import anyio
@@ -78,6 +78,10 @@ class RunningSink:
         self.writable = False
         self.written = 0
         self.dropped = 0
+        #: Events accepted so far, in write order (what a spill file recovered comes first).
+        self.accepted = 0
+        #: ``(position, on_commit)``: call once ``written`` reaches ``position``.
+        self._commits: deque[tuple[int, Callable[[], None]]] = deque()
         #: The write-ahead file for overflow (``None``: no spilling, the sources wait).
         self.spill: Spill | None = None
         #: Events the writer took from memory and has not written yet.
@@ -113,6 +117,7 @@ class RunningSink:
         spill = Spill(spill_path(directory, self.label), max_bytes, fsync_interval)
         found = spill.recover()
         self.spill = spill
+        self.accepted += found  # replayed before anything accepted from now on
         if found:
             emit(
                 WARNING,
@@ -183,9 +188,22 @@ class RunningSink:
 
     # ---- the producer side ---------------------------------------------------------------
 
-    def offer(self, events: Sequence[Event]) -> bool:
+    def offer(
+        self, events: Sequence[Event], on_commit: Callable[[], None] | None = None
+    ) -> bool:
         """Queue ``events`` if there is room (in memory, else in the spill file); ``False``
-        when the buffer is full and there is no spill file or it is full too."""
+        when the buffer is full and there is no spill file or it is full too.
+
+        ``on_commit`` is called once these events (and all accepted before them) are written.
+        """
+        if not self._accept(events):
+            return False
+        self.accepted += len(events)
+        if on_commit is not None:
+            self._commits.append((self.accepted, on_commit))
+        return True
+
+    def _accept(self, events: Sequence[Event]) -> bool:
         spill = self.spill
         if spill is not None and spill.pending:
             # Older events wait on disk: these go after them, to keep the order.
@@ -200,12 +218,14 @@ class RunningSink:
             self._data.set()
         return True
 
-    async def put(self, events: Sequence[Event]) -> None:
+    async def put(
+        self, events: Sequence[Event], on_commit: Callable[[], None] | None = None
+    ) -> None:
         """Queue ``events``, waiting for room (backpressure) while the buffer is full."""
-        if self.offer(events):
+        if self.offer(events, on_commit):
             return
         self.metrics.inc("sink_backpressure_total", sink=self.label)
-        while not self.offer(events):
+        while not self.offer(events, on_commit):
             if self._space is None or self._space.is_set():
                 self._space = anyio.Event()
             await self._space.wait()
@@ -400,6 +420,9 @@ class RunningSink:
                 emit(INFO, "sink.restored", sink=self.label, rows=len(batch))
             self.writable = True
             self.written += len(batch)
+            commits = self._commits
+            while commits and commits[0][0] <= self.written:
+                commits.popleft()[1]()
             self.metrics.inc("sink_rows_total", len(batch), sink=self.label)
             self.metrics.inc("sink_batches_total", sink=self.label)
             return
@@ -430,11 +453,22 @@ class Fanout:
         self.targets: list[RunningSink] = list(targets)
         self.taps: list[MemoryObjectSendStream[Sequence[Event]]] = []
 
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Give ``events`` to every sink, waiting where a buffer is full."""
+    async def publish(
+        self, events: Sequence[Event], on_commit: Callable[[], None] | None = None
+    ) -> None:
+        """Give ``events`` to every sink, waiting where a buffer is full.
+
+        ``on_commit`` is called once every sink has written them (taps do not count).
+        """
+        if on_commit is not None:
+            if not self.targets:
+                on_commit()
+                on_commit = None
+            elif len(self.targets) > 1:
+                on_commit = _Countdown(len(self.targets), on_commit)
         for target in self.targets:
-            if not target.offer(events):
-                await target.put(events)
+            if not target.offer(events, on_commit):
+                await target.put(events, on_commit)
         for tap in tuple(self.taps):
             try:
                 tap.send_nowait(events)
@@ -442,6 +476,21 @@ class Fanout:
                 await tap.send(events)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 self.taps.remove(tap)
+
+
+class _Countdown:
+    """Calls ``done`` on the ``n``-th call: one commit per sink."""
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, n: int, done: Callable[[], None]) -> None:
+        self.left = n
+        self.done = done
+
+    def __call__(self) -> None:
+        self.left -= 1
+        if self.left == 0:
+            self.done()
 
 
 def backlog_seconds(sink: RunningSink) -> float:
