@@ -56,14 +56,13 @@ class WebSocketConnection:
         """Send one text (``str``) or binary (``bytes``) message."""
         await self._ws.send(message)
 
-    async def __aiter__(self) -> AsyncIterator[Frame]:
-        """Yield frames until the server closes; a close with an error code raises."""
-        ws = self._ws
-        try:
-            while True:
-                yield await ws.recv()
-        except websockets.ConnectionClosedOK:
-            return
+    def __aiter__(self) -> AsyncIterator[Frame]:
+        """Yield frames until the server closes; a close with an error code raises.
+
+        The library's own iterator, not a wrapper around it: one async generator less per
+        frame on the hot path.
+        """
+        return self._ws.__aiter__()
 
     @property
     def close_reason(self) -> str | None:
