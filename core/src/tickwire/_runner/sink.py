@@ -36,7 +36,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from tickwire._log import emit
 from tickwire._runner.connect import Backoff
 from tickwire.events import Event
-from tickwire.metrics import Metrics
+from tickwire.metrics import ROW_BUCKETS, Metrics
 from tickwire.protocols import RetentionSink, Sink
 from tickwire.settings import SinkSettings
 from tickwire.spill import DEFAULT_MAX_BYTES, Spill, spill_path
@@ -396,6 +396,7 @@ class RunningSink:
     async def _write(self, batch: list[Event]) -> None:
         backoff = Backoff(0.1, 30.0)
         hist = self.metrics.histogram("sink_write_seconds", sink=self.label)
+        rows = self.metrics.histogram("sink_batch_rows", buckets=ROW_BUCKETS, sink=self.label)
         while True:
             started = time.perf_counter()
             try:
@@ -416,6 +417,7 @@ class RunningSink:
                 await anyio.sleep(delay)
                 continue
             hist.observe(time.perf_counter() - started)
+            rows.observe(len(batch))
             if not self.writable:
                 emit(INFO, "sink.restored", sink=self.label, rows=len(batch))
             self.writable = True
