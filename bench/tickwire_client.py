@@ -57,14 +57,16 @@ class CountingNullSink(NullSink):
 async def main(args: argparse.Namespace) -> None:
     products = args.products.split(",")
     settings = Settings(
-        sources=[{
-            "provider": "coinbase",
-            "symbols": products,
-            "channels": ["trades"],
-            "ws_url": args.url,
-            "rest_url": "http://127.0.0.1:9",
-            **({"ca_file": args.cafile} if args.cafile else {}),
-        }],
+        sources=[
+            {
+                "provider": "coinbase",
+                "symbols": products,
+                "channels": ["trades"],
+                "ws_url": args.url,
+                "rest_url": "http://127.0.0.1:9",
+                **({"ca_file": args.cafile} if args.cafile else {}),
+            }
+        ],
         sinks=[],
         candles={"intervals": args.intervals.split(",") if args.intervals else []},
         bootstrap={"days": 0},
@@ -75,8 +77,9 @@ async def main(args: argparse.Namespace) -> None:
     async with pipeline:
         await done.wait()
     elapsed = sink.t1 - sink.t0
-    print(f"RESULT trades={sink.trades} elapsed={elapsed:.6f} cpu={sink.c1 - sink.c0:.6f}",
-          flush=True)
+    print(
+        f"RESULT trades={sink.trades} elapsed={elapsed:.6f} cpu={sink.c1 - sink.c0:.6f}", flush=True
+    )
 
 
 def cli() -> None:

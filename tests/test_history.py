@@ -26,15 +26,29 @@ S = 1_000_000_000
 MIN = 60 * S
 
 
-def settings_for(fake: FakeCoinbase, db: Path, tmp_path: Path,
-                 symbols: tuple[str, ...] | list[str] = ("BTC-USD", "ETH-USD"),
-                 **extra: object) -> Settings:
+def settings_for(
+    fake: FakeCoinbase,
+    db: Path,
+    tmp_path: Path,
+    symbols: tuple[str, ...] | list[str] = ("BTC-USD", "ETH-USD"),
+    **extra: object,
+) -> Settings:
     return Settings(
-        sources=[{"provider": "coinbase", "symbols": list(symbols),
-                  "channels": ["trades"], "ws_url": fake.ws_url, "rest_url": fake.rest_url}],
+        sources=[
+            {
+                "provider": "coinbase",
+                "symbols": list(symbols),
+                "channels": ["trades"],
+                "ws_url": fake.ws_url,
+                "rest_url": fake.rest_url,
+            }
+        ],
         sinks=[{"type": "sqlite", "path": str(db), "retention": "36500d"}],
-        runner={"deadletter": str(tmp_path / "dl"), "backoff_initial": "50ms",
-                "backoff_max": "500ms"},
+        runner={
+            "deadletter": str(tmp_path / "dl"),
+            "backoff_initial": "50ms",
+            "backoff_max": "500ms",
+        },
         **extra,  # type: ignore[arg-type]
     )
 
@@ -42,7 +56,9 @@ def settings_for(fake: FakeCoinbase, db: Path, tmp_path: Path,
 def stored_candles(db: Path, symbol: str, start: int, end: int) -> list[tuple]:
     rows = sqlite3.connect(db).execute(
         "SELECT start, low, high, open, close, volume FROM candles WHERE symbol = ? AND "
-        "interval = '1m' AND start >= ? AND start < ? ORDER BY start", (symbol, start, end))
+        "interval = '1m' AND start >= ? AND start < ? ORDER BY start",
+        (symbol, start, end),
+    )
     return [(r[0], *(Decimal(v) for v in r[1:])) for r in rows]
 
 
@@ -59,8 +75,7 @@ def candle_requests(fake: FakeCoinbase) -> list[dict[str, str]]:
 @pytest.mark.timeout(400)
 async def test_bootstrap_30_days_exactly_then_a_restart_fetches_nothing_stored(tmp_path):
     db = tmp_path / "h.db"
-    async with FakeCoinbase(["BTC-USD"], seed=11, history_days=30.05,
-                            history_gap=6.0) as fake:
+    async with FakeCoinbase(["BTC-USD"], seed=11, history_days=30.05, history_gap=6.0) as fake:
         fake.rate_limit_next_rest(3)
         settings = settings_for(fake, db, tmp_path, bootstrap={"days": 30}, symbols=["BTC-USD"])
         async with Pipeline(settings, stream=False) as pipeline:
@@ -102,8 +117,10 @@ path = "{db}"
         for _ in range(2):
             before = len(candle_requests(fake))
             proc = await anyio.run_process(
-                tickwire_cmd("--log-format", "json", "backfill", "-c", str(config),
-                             "--days", "1"), env=clean_env(), check=False)
+                tickwire_cmd("--log-format", "json", "backfill", "-c", str(config), "--days", "1"),
+                env=clean_env(),
+                check=False,
+            )
             assert proc.returncode == 0, proc.stderr.decode()
             made = len(candle_requests(fake)) - before
         first = made  # noqa: F841 (the first run made the full set of requests)
@@ -119,11 +136,16 @@ async def test_a_stream_outage_is_filled_from_rest_trade_by_trade_and_minute_by_
 ):
     db = tmp_path / "o.db"
     t0 = align(time.time_ns(), MIN) - 12 * MIN
-    async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=4, history_days=0.01,
-                            history_gap=60, now=t0) as fake:
-        settings = settings_for(fake, db, tmp_path, bootstrap={"days": 0},
-                                candles={"intervals": ["1m"], "grace": "100ms",
-                                         "refetch_delay": "100ms"})
+    async with FakeCoinbase(
+        ["BTC-USD", "ETH-USD"], seed=4, history_days=0.01, history_gap=60, now=t0
+    ) as fake:
+        settings = settings_for(
+            fake,
+            db,
+            tmp_path,
+            bootstrap={"days": 0},
+            candles={"intervals": ["1m"], "grace": "100ms", "refetch_delay": "100ms"},
+        )
         async with Pipeline(settings) as pipeline:
             await fake.wait_subscribed(timeout=10)
             sent = []
@@ -135,8 +157,7 @@ async def test_a_stream_outage_is_filled_from_rest_trade_by_trade_and_minute_by_
             for minute in range(1, 6):  # trades the stream never sees
                 for i in range(4):
                     ts = t0 + minute * MIN + i * 7 * S
-                    sent.append(await fake.trade("BTC-USD", f"{101 + minute}.{i}", "0.5",
-                                                 ts=ts))
+                    sent.append(await fake.trade("BTC-USD", f"{101 + minute}.{i}", "0.5", ts=ts))
             await fake.wait_subscribed(1, timeout=15)
             sent.append(await fake.trade("BTC-USD", "110.00", "2", ts=t0 + 6 * MIN + S))
             with anyio.fail_after(30):
@@ -144,25 +165,38 @@ async def test_a_stream_outage_is_filled_from_rest_trade_by_trade_and_minute_by_
                     await anyio.sleep(0.1)
             await anyio.sleep(1.0)
         ids = {t.trade_id for t in sent}
-        truth_trades = sorted((t.trade_id, t.ts, t.price, t.size, t.side)
-                              for t in fake.trades("BTC-USD") if t.trade_id >= min(ids))
+        truth_trades = sorted(
+            (t.trade_id, t.ts, t.price, t.size, t.side)
+            for t in fake.trades("BTC-USD")
+            if t.trade_id >= min(ids)
+        )
         truth_candles = fake_candles(fake, "BTC-USD", t0, t0 + 6 * MIN)
-    rows = sqlite3.connect(db).execute(
-        "SELECT trade_id, ts, price, size, side FROM trades WHERE symbol = 'BTC-USD' "
-        "AND CAST(trade_id AS INTEGER) >= ?", (min(ids),)).fetchall()
+    rows = (
+        sqlite3.connect(db)
+        .execute(
+            "SELECT trade_id, ts, price, size, side FROM trades WHERE symbol = 'BTC-USD' "
+            "AND CAST(trade_id AS INTEGER) >= ?",
+            (min(ids),),
+        )
+        .fetchall()
+    )
     stored = sorted((int(r[0]), r[1], Decimal(r[2]), Decimal(r[3]), r[4]) for r in rows)
     assert stored == truth_trades  # every missed trade is back, none twice
     assert stored_candles(db, "BTC-USD", t0, t0 + 6 * MIN) == truth_candles
-    gaps = sqlite3.connect(db).execute(
-        "SELECT kind, reason, status FROM gaps WHERE symbol = 'BTC-USD'").fetchall()
+    gaps = (
+        sqlite3.connect(db)
+        .execute("SELECT kind, reason, status FROM gaps WHERE symbol = 'BTC-USD'")
+        .fetchall()
+    )
     assert ("trades", "disconnect", "filled") in gaps
 
 
 @given(st.lists(st.integers(0, 500), unique=True).map(sorted), st.sampled_from([1, 60]))
 def test_candle_gap_detector_matches_a_direct_computation(buckets, length) -> None:
     starts = [b * length for b in buckets]
-    expected = [(a + length, b) for a, b in itertools.pairwise(starts)
-                if b - a >= 2 * length]  # at least one whole bucket between: > 1.5 intervals
+    expected = [
+        (a + length, b) for a, b in itertools.pairwise(starts) if b - a >= 2 * length
+    ]  # at least one whole bucket between: > 1.5 intervals
     assert candle_gaps(starts, length) == expected
 
 
@@ -171,7 +205,6 @@ def test_missing_spans_are_exactly_the_unstored_uncovered_buckets(stored, covere
     spans = [(s, s + w) for s, w in covered]
     missing = missing_spans(0, 100, 1, sorted(stored), spans)
     got = {b for s, e in missing for b in range(s, e)}
-    expected = {b for b in range(100)
-                if b not in stored and not any(s <= b < e for s, e in spans)}
+    expected = {b for b in range(100) if b not in stored and not any(s <= b < e for s, e in spans)}
     assert got == expected
     assert all(e > s for s, e in missing)

@@ -281,8 +281,12 @@ async def test_shards_split_the_symbols_stably_and_completely(feed, tmp_path) ->
     from tickwire.shard import shard_of
 
     symbols = [f"S{i}" for i in range(40)]
-    settings = Settings(sources=[source(feed, symbols=symbols)], sinks=[],
-                        bootstrap={"days": 0}, runner={"deadletter": str(tmp_path)})
+    settings = Settings(
+        sources=[source(feed, symbols=symbols)],
+        sinks=[],
+        bootstrap={"days": 0},
+        runner={"deadletter": str(tmp_path)},
+    )
     owned = []
     for index in (1, 2, 3):
         pipeline = Pipeline(settings, plugins=[jsonfeed], entry_points=False, shard=(index, 3))

@@ -38,10 +38,15 @@ async def test_bootstrap_equals_the_fake_record_and_resumes(tmp_path: Path) -> N
         async with Pipeline(settings, stream=False) as pipeline:
             await pipeline.bootstrap()
         again = fake.rest_calls.get("klines", 0) - first_calls
-        rows = sqlite3.connect(db).execute(
-            "SELECT start, open, high, low, close, volume FROM candles WHERE symbol = ? "
-            "AND start >= ? AND start < ? ORDER BY start", (SYMBOL, start, end - MIN_NS)
-        ).fetchall()
+        rows = (
+            sqlite3.connect(db)
+            .execute(
+                "SELECT start, open, high, low, close, volume FROM candles WHERE symbol = ? "
+                "AND start >= ? AND start < ? ORDER BY start",
+                (SYMBOL, start, end - MIN_NS),
+            )
+            .fetchall()
+        )
         truth = []
         for s in range(start, end - MIN_NS, MIN_NS):
             row = fake.kline_row("1m", s // 10**6)

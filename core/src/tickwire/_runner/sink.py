@@ -188,9 +188,7 @@ class RunningSink:
 
     # ---- the producer side ---------------------------------------------------------------
 
-    def offer(
-        self, events: Sequence[Event], on_commit: Callable[[], None] | None = None
-    ) -> bool:
+    def offer(self, events: Sequence[Event], on_commit: Callable[[], None] | None = None) -> bool:
         """Queue ``events`` if there is room (in memory, else in the spill file); ``False``
         when the buffer is full and there is no spill file or it is full too.
 

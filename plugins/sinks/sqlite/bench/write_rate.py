@@ -12,6 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import anyio
+
 from tickwire.events import Trade
 from tickwire_sqlite import SqliteSettings, SqliteSink
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from hypothesis import strategies as st
+
 from tickwire.events import INTERVAL_NS, BookDelta, BookSnapshot, Candle, Event, Gap, Quote, Trade
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z in ns

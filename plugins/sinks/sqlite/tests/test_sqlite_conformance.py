@@ -7,10 +7,10 @@ from pathlib import Path
 
 import anyio
 import pytest
-from tickwire_sqlite.settings import SqliteSettings
-from tickwire_sqlite.sink import SqliteSink
 
 from tickwire.testing import check_sink
+from tickwire_sqlite.settings import SqliteSettings
+from tickwire_sqlite.sink import SqliteSink
 
 TABLES = {"trade": "trades", "quote": "quotes", "candle": "candles", "gap": "gaps"}
 

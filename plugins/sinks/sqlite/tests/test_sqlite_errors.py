@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tickwire_sqlite import SqliteSettings, SqliteSink, SqliteSinkError
 
 

@@ -6,8 +6,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import tickwire_sqlite
 from pydantic import ValidationError
+
+import tickwire_sqlite
 from tickwire._plugins import Plugins
 from tickwire.builtin.sinks import NullSinkSettings
 from tickwire_sqlite import SqliteSettings, SqliteSink

@@ -12,6 +12,7 @@ import anyio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlite_strategies import T0, candles, decimals, events, trades
+
 from tickwire.events import Candle, Event, Quote, Trade
 from tickwire_sqlite import SqliteSettings, SqliteSink
 

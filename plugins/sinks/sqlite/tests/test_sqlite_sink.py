@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 from sqlite_strategies import T0
+
 from tickwire.events import BookDelta, BookSnapshot, Candle, Event, Gap, Quote, Trade
 from tickwire.protocols import CoverageSink, RetentionSink, Sink
 from tickwire_sqlite import SqliteSettings, SqliteSink, SqliteSinkError, schema

@@ -9,7 +9,6 @@ from __future__ import annotations
 from tickwire.hookspecs import hookimpl
 from tickwire.protocols import SinkInfo, SinkRegistrar
 from tickwire.settings import SinkSettings
-
 from tickwire_sqlite.settings import SqliteSettings as SqliteSettings
 from tickwire_sqlite.sink import SqliteSink as SqliteSink
 from tickwire_sqlite.sink import SqliteSinkError as SqliteSinkError

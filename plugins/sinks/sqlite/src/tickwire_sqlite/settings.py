@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
 from tickwire.settings import Duration, SinkSettings
 
 

@@ -23,6 +23,7 @@ from typing import Any, TypeVar, get_args
 
 import anyio
 import anyio.to_thread
+
 from tickwire.events import (
     BookDelta,
     BookSnapshot,
@@ -33,7 +34,6 @@ from tickwire.events import (
     Quote,
     Trade,
 )
-
 from tickwire_sqlite import schema
 from tickwire_sqlite.settings import SqliteSettings
 
