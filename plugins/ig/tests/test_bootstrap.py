@@ -49,8 +49,8 @@ async def test_bootstrap_equals_the_fake_record_and_resumes(tmp_path: Path) -> N
     rows = (
         sqlite3.connect(db)
         .execute(
-            "SELECT start, open, high, low, close FROM candles WHERE symbol = ? AND interval = '1m' "
-            "AND start >= ? AND start < ? ORDER BY start",
+            "SELECT start, open, high, low, close FROM candles WHERE symbol = ? "
+            "AND interval = '1m' AND start >= ? AND start < ? ORDER BY start",
             (EPIC, start, end - MIN),
         )
         .fetchall()
