@@ -31,7 +31,7 @@ from tickwire._runner.backfill import (
     SymbolProgress,
     plan_history,
 )
-from tickwire._runner.connect import ConnectionRunner, State
+from tickwire._runner.connect import ConnectionRunner
 from tickwire._runner.normalize import FrameHandler
 from tickwire._runner.sink import Fanout, RunningSink
 from tickwire._runner.subscribe import plan_connections
@@ -593,10 +593,11 @@ class Pipeline:
 
     @property
     def healthy(self) -> bool:
-        """Every connection is connected and every sink writable."""
-        return all(c.state is State.CONNECTED for c in self.connections) and all(
-            rs.writable for rs in self.running_sinks
-        )
+        """What ``/healthz`` answers: every connection up (or down for less than the policy
+        allows) and every sink writable (:func:`tickwire.observe.health.check_health`)."""
+        from tickwire.observe.health import check_health  # observe imports this module
+
+        return check_health(self).ok
 
 
 def _shard_sources(sources: list[dict[str, Any]], index: int, count: int) -> list[dict[str, Any]]:

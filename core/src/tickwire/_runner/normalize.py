@@ -104,9 +104,9 @@ class FrameHandler:
         the sinks, or is called at once when the frame leaves nothing to store.
         """
         on_commit: Callable[[], None] | None = None
-        if type(frame) is Acked:
-            frame, on_commit = frame.frame, frame.on_commit  # type: ignore[union-attr]
-        assert not isinstance(frame, Acked)
+        if isinstance(frame, Acked):
+            on_commit = frame.on_commit
+            frame = frame.frame
         received = time.time_ns()
         events: list[Event] = []
         keys = self._keys
