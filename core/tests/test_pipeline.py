@@ -261,19 +261,26 @@ async def test_gaps_due_at_the_same_time_queue_in_order() -> None:
     from tickwire._runner.backfill import BackfillWorker
     from tickwire.metrics import Metrics
 
-    class Nothing:
-        async def fetch(self, gap):  # pragma: no cover - never reached
-            yield gap
+    fetched: list[Gap] = []
 
-    async def publish(events) -> None:  # pragma: no cover - never reached
+    class Recorder:
+        async def fetch(self, gap):
+            fetched.append(gap)
+            return
+            yield
+
+    async def publish(events) -> None:
         return None
 
-    worker = BackfillWorker("s", Nothing(), publish, Metrics())  # type: ignore[arg-type]
+    worker = BackfillWorker("s", Recorder(), publish, Metrics())  # type: ignore[arg-type]
     gaps = [Gap("p", s, "trades", 1, 2, "disconnect") for s in ("B", "A", "C")]
     for gap in gaps:
         worker.submit_at(10, gap)
-    assert [entry[2] for entry in sorted(worker._later)] == gaps
-    assert sorted(worker._later)[1][2] is gaps[1]
+    assert worker.release_due(9) == 0 and worker.pending == 0
+    assert worker.release_due(10) == 3 and worker.pending == 3
+    await worker.drain()
+    assert fetched == gaps
+    assert fetched[1] is gaps[1]
     worker.close()
 
 

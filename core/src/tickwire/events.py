@@ -18,7 +18,7 @@ Interval: TypeAlias = Literal["1s", "1m", "5m", "15m", "1h", "4h", "1d"]
 CandleBasis: TypeAlias = Literal["trade", "mid", "bid"]
 CandleSource: TypeAlias = Literal["stream", "built", "backfill"]
 GapReason: TypeAlias = Literal["sequence", "disconnect", "candle", "startup"]
-GapStatus: TypeAlias = Literal["open", "filled", "empty"]
+GapStatus: TypeAlias = Literal["open", "filled", "empty", "failed"]
 BookSide: TypeAlias = Literal["bid", "ask"]
 
 NS_PER_SECOND = 1_000_000_000
@@ -115,8 +115,12 @@ class Gap(msgspec.Struct, frozen=True, gc=False, tag=True):
     """A span of ``kind`` data (``trades``, ``candles:1m``, ``book`` …) known to be missing.
 
     ``start`` and ``end`` are nanoseconds; ``reason`` says how it was found. ``status`` is
-    ``open`` when found, ``filled`` once the backfill wrote what the provider had for it, and
-    ``empty`` when the provider confirmed it has nothing there (never fetched again). Sinks keep
+    ``open`` when found, ``filled`` once the backfill wrote what the provider had for it,
+    ``empty`` when the provider confirmed it has nothing there (never fetched again), and
+    ``failed`` when the backfill gave up on it: the provider refused it, or every retry failed.
+    ``detail`` says why, in words a user can act on (the provider's refusal, the last error);
+    it is ``None`` for the other states. A failed span still counts as missing: the next
+    bootstrap (``tickwire run`` start-up or ``tickwire backfill``) fetches it again. Sinks keep
     one row per (provider, symbol, kind, start): a later status updates it.
     """
 
@@ -127,6 +131,7 @@ class Gap(msgspec.Struct, frozen=True, gc=False, tag=True):
     end: int
     reason: GapReason
     status: GapStatus = "open"
+    detail: str | None = None
 
 
 Event: TypeAlias = Trade | Quote | Candle | BookSnapshot | BookDelta | Gap

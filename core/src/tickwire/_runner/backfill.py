@@ -3,26 +3,36 @@
 One :class:`BackfillWorker` per source with a backfill hook. Gaps arrive from the gap detector;
 each is fetched through :meth:`Backfiller.fetch`, within the provider's REST rate, and what
 comes back goes to the sinks like streamed events (every write is idempotent, so an overlap
-with the stream is harmless). A rate-limit answer waits and retries; a failure is retried with
-backoff a few times and then left ``open`` (logged as ``gap.failed``). When done, the gap is
-written again with ``status`` ``filled``, or ``empty`` when the provider had nothing.
+with the stream is harmless).
+
+Gaps of the same provider, symbol and kind that overlap or touch while they wait are fetched
+as one: the union, once (:func:`tickwire.gaps.group_gaps`). The outcome is written as one row
+per gap start, each cut where the next begins (:func:`tickwire.gaps.split_rows`), so every gap
+found is resolved under its own key and no two stored rows cover the same span.
+
+A rate-limit answer waits and retries. When done, each row is written again with ``status``
+``filled``, or ``empty`` when the provider had nothing in it. A refusal
+(:class:`~tickwire.protocols.BackfillRefused`) marks the gap ``failed`` at once, with the
+provider's message as ``detail``, and is not retried in this run. Any other failure is retried
+with backoff :data:`MAX_TRIES` times; then the gap is marked ``failed`` with the last error as
+``detail`` and queued again after each delay of ``retry_failed`` (a provider outage heals by
+itself). Either way the line ``gap.failed`` says why, and a failed span is not covered: the next
+bootstrap fetches it again.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import msgspec
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from tickwire._log import emit
 from tickwire._runner.connect import Backoff
-from tickwire.events import INTERVAL_NS, Event, Gap
+from tickwire.events import INTERVAL_NS, Event, Gap, GapStatus
+from tickwire.gaps import group_gaps, rows_with_events, split_rows, union_gap
 from tickwire.history import chunks, missing_spans
 from tickwire.metrics import Metrics
 from tickwire.protocols import (
@@ -39,10 +49,30 @@ INFO, WARNING = 20, 30
 CHUNK = 1000
 #: Tries for a gap that keeps failing (rate limits do not count).
 MAX_TRIES = 5
+#: Seconds before a gap that failed (not refused) is queued again, one delay per round; after
+#: the last round it stays ``failed`` until the next bootstrap.
+RETRY_FAILED: tuple[float, ...] = (300.0, 1800.0, 3600.0)
+#: How often waiting gaps are checked for being due, in seconds.
+RELEASE_EVERY = 0.5
+
+_Key = tuple[str, str, str]
+
+
+def _key(gap: Gap) -> _Key:
+    return (gap.provider, gap.symbol, gap.kind)
 
 
 class BackfillWorker:
-    """Fetches one source's gaps, one at a time, in the order found."""
+    """Fetches one source's gaps, a run of overlapping ones at a time, in the order found.
+
+    :param label: the source label, for logs and metrics.
+    :param backfiller: the provider's backfill hook.
+    :param publish: hands events (and the gap rows with their outcome) on to the sinks.
+    :param requests_per_second: the provider's REST rate: the worker waits between fetches.
+    :param queue: how many gaps may wait; beyond it a gap stays open (``gap.deferred``).
+    :param retry_failed: seconds before a failed gap is tried again, per round.
+    :param backoff: initial and largest delay between the tries of one fetch, in seconds.
+    """
 
     def __init__(
         self,
@@ -53,6 +83,8 @@ class BackfillWorker:
         *,
         requests_per_second: float | None = None,
         queue: int = 10_000,
+        retry_failed: Sequence[float] = RETRY_FAILED,
+        backoff: tuple[float, float] = (1.0, 60.0),
     ) -> None:
         self.label = label
         self.backfiller = backfiller
@@ -62,30 +94,24 @@ class BackfillWorker:
         #: ``backfill_events_total{source}``: events that came from REST, not the stream.
         self._key = ("backfill_events_total", (("source", label),))
         self._queue_size = queue
-        self._streams: tuple[MemoryObjectSendStream[Gap], MemoryObjectReceiveStream[Gap]] | None = (
-            None
-        )
+        self.retry_failed = tuple(retry_failed)
+        self.backoff = backoff
+        #: Gaps ready to fetch, per (provider, symbol, kind), in the order their key came.
+        self._ready: dict[_Key, list[Gap]] = {}
+        #: Gaps to submit later, per key, as (due time in ns, gap), e.g. a candle whose bucket
+        #: has not closed yet.
+        self._later: dict[_Key, list[tuple[int, Gap]]] = {}
+        #: Failed rounds so far, per gap (provider, symbol, kind, start).
+        self._rounds: dict[tuple[str, str, str, int], int] = {}
+        self._wake: anyio.Event | None = None
+        #: Gaps waiting in the ready queue.
         self.pending = 0
-        #: Gaps to submit later, as (due time in ns, gap), e.g. a candle whose bucket has not
-        #: closed yet.
-        self._later: list[tuple[int, int, Gap]] = []
-        self._order = itertools.count()
         self.requests_rate_limited = 0
-
-    def _queue(self) -> tuple[MemoryObjectSendStream[Gap], MemoryObjectReceiveStream[Gap]]:
-        # Created on first use: a pipeline that is built but never run leaves nothing open.
-        if self._streams is None:
-            self._streams = anyio.create_memory_object_stream[Gap](self._queue_size)
-        return self._streams
 
     def submit(self, gaps: Sequence[Gap]) -> None:
         """Queue gaps to fill (never blocks; a full queue logs and leaves the gap open)."""
-        send = self._queue()[0]
         for gap in gaps:
-            try:
-                send.send_nowait(gap)
-                self.pending += 1
-            except anyio.WouldBlock:
+            if self.pending >= self._queue_size:
                 emit(
                     WARNING,
                     "gap.deferred",
@@ -94,71 +120,115 @@ class BackfillWorker:
                     symbol=gap.symbol,
                     kind=gap.kind,
                 )
+                continue
+            self._ready.setdefault(_key(gap), []).append(gap)
+            self.pending += 1
+        if self._wake is not None and self._ready:
+            self._wake.set()
 
     def submit_at(self, due_ns: int, gap: Gap) -> None:
-        """Queue ``gap`` once the clock passes ``due_ns`` (wall clock, nanoseconds)."""
-        heapq.heappush(self._later, (due_ns, next(self._order), gap))
+        """Queue ``gap`` once the clock passes ``due_ns`` (wall clock, nanoseconds).
+
+        Waiting gaps of the same key that overlap or touch are released together, when the
+        last of them is due, and fetched as one.
+        """
+        self._later.setdefault(_key(gap), []).append((due_ns, gap))
+
+    def release_due(self, now_ns: int) -> int:
+        """Move every waiting run whose gaps are all due by ``now_ns`` to the ready queue;
+        return how many gaps moved."""
+        moved = 0
+        for key in list(self._later):
+            entries = self._later[key]
+            due_of: dict[int, int] = {}
+            for due, gap in entries:
+                due_of[id(gap)] = max(due_of.get(id(gap), due), due)
+            keep: list[tuple[int, Gap]] = []
+            for run in group_gaps(gap for _, gap in entries):
+                if max(due_of[id(g)] for g in run) <= now_ns:
+                    self.submit(run)
+                    moved += len(run)
+                else:
+                    keep.extend((due_of[id(g)], g) for g in run)
+            if keep:
+                self._later[key] = keep
+            else:
+                del self._later[key]
+        return moved
+
+    async def drain(self) -> None:
+        """Fill every gap queued now (and any that comes while doing so)."""
+        while self._ready:
+            key = next(iter(self._ready))
+            gaps = self._ready.pop(key)
+            self.pending -= len(gaps)
+            for run in group_gaps(gaps):
+                await self.fill_run(run, retry=True)
 
     async def run(self) -> None:
         """Fill gaps until cancelled (or :meth:`close`)."""
         try:
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._release_due)
-                recv = self._queue()[1]
-                async with recv:
-                    async for gap in recv:
-                        self.pending -= 1
-                        await self.fill(gap)
-                tg.cancel_scope.cancel()
+                tg.start_soon(self._release_loop)
+                while True:
+                    if not self._ready:
+                        self._wake = anyio.Event()
+                        await self._wake.wait()
+                        continue
+                    await self.drain()
         finally:
             self.close()
 
-    async def _release_due(self) -> None:
+    async def _release_loop(self) -> None:
         while True:
-            await anyio.sleep(0.5)
-            now = time.time_ns()
-            while self._later and self._later[0][0] <= now:
-                self.submit([heapq.heappop(self._later)[2]])
+            await anyio.sleep(RELEASE_EVERY)
+            self.release_due(time.time_ns())
 
     def close(self) -> None:
-        """No more gaps: release the queue (pending gaps stay open in the sinks)."""
-        if self._streams is not None:
-            for stream in self._streams:
-                stream.close()
+        """No more gaps: drop the queue (pending gaps stay open in the sinks)."""
+        self._ready.clear()
+        self._later.clear()
+        self.pending = 0
 
     async def fill(self, gap: Gap, *, quiet: bool = False) -> int:
         """Fetch one gap and publish what it holds; return how many events came.
 
-        ``quiet`` logs the outcome at DEBUG (the bootstrap fills thousands of spans).
+        ``quiet`` logs the outcome at DEBUG (the bootstrap fills thousands of spans). A gap
+        that fails is marked ``failed`` and not queued again (the next bootstrap retries it).
         """
-        backoff = Backoff(1.0, 60.0)
+        return await self.fill_run([gap], quiet=quiet)
+
+    async def fill_run(
+        self, run: Sequence[Gap], *, quiet: bool = False, retry: bool = False
+    ) -> int:
+        """Fetch the union of a run of gaps (see :func:`~tickwire.gaps.group_gaps`) once,
+        publish what it holds, and write each of :func:`~tickwire.gaps.split_rows` with its
+        outcome; return how many events came.
+
+        With ``retry``, a run that failed for a reason other than a refusal is queued again
+        after the next delay of ``retry_failed``.
+        """
+        target = union_gap(run)
+        rows = split_rows(run)
+        backoff = Backoff(*self.backoff)
         tries = 0
         while True:
             count = 0
+            seen = [False] * len(rows)
             try:
                 chunk: list[Event] = []
                 self.metrics.inc("backfill_requests_total", source=self.label)
-                async for event in self.backfiller.fetch(gap):
+                async for event in self.backfiller.fetch(target):
                     self.metrics.counters[self._key] += 1
                     chunk.append(event)
                     if len(chunk) >= CHUNK:
-                        await self.publish(chunk)
-                        count += len(chunk)
+                        count += await self._hand_on(chunk, rows, seen)
                         chunk = []
                 if chunk:
-                    await self.publish(chunk)
-                    count += len(chunk)
+                    count += await self._hand_on(chunk, rows, seen)
             except BackfillRefused as exc:
                 self.metrics.inc("backfill_refused_total", source=self.label)
-                emit(
-                    WARNING,
-                    "gap.failed",
-                    str(exc),
-                    source=self.label,
-                    symbol=gap.symbol,
-                    kind=gap.kind,
-                    reason="refused",
-                )
+                await self._failed(run, rows, str(exc) or type(exc).__name__, "refused", 1)
                 return count
             except RateLimited as exc:
                 self.requests_rate_limited += 1
@@ -175,43 +245,97 @@ class BackfillWorker:
                 continue
             except Exception as exc:
                 tries += 1
+                why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if tries >= MAX_TRIES:
-                    emit(
-                        WARNING,
-                        "gap.failed",
-                        f"{type(exc).__name__}: {exc}",
-                        source=self.label,
-                        symbol=gap.symbol,
-                        kind=gap.kind,
-                        tries=tries,
-                    )
+                    await self._failed(run, rows, why, "error", tries, retry=retry)
                     return count
                 delay = backoff.next()
                 emit(
                     WARNING,
                     "backfill.retry",
-                    f"{type(exc).__name__}: {exc}",
+                    why,
                     source=self.label,
-                    symbol=gap.symbol,
+                    symbol=target.symbol,
                     delay=round(delay, 2),
                 )
                 await anyio.sleep(delay)
                 continue
-            status = "filled" if count else "empty"
-            await self.publish([msgspec.structs.replace(gap, status=status)])
-            self.metrics.inc("gaps_filled_total", provider=gap.provider, status=status)
-            emit(
-                10 if quiet else INFO,
-                "gap.filled",
-                provider=gap.provider,
-                symbol=gap.symbol,
-                kind=gap.kind,
-                events=count,
-                status=status,
-            )
-            if self.min_interval:
-                await anyio.sleep(self.min_interval)
-            return count
+            break
+        for gap in run:
+            self._rounds.pop((*_key(gap), gap.start), None)
+        resolved: list[Event] = []
+        for row, hit in zip(rows, seen, strict=True):
+            status: GapStatus = "filled" if hit else "empty"
+            resolved.append(msgspec.structs.replace(row, status=status, detail=None))
+            self.metrics.inc("gaps_filled_total", provider=row.provider, status=status)
+        await self.publish(resolved)
+        emit(
+            10 if quiet else INFO,
+            "gap.filled",
+            provider=target.provider,
+            symbol=target.symbol,
+            kind=target.kind,
+            events=count,
+            status="filled" if count else "empty",
+            **(
+                {"gaps": len(rows), "start": target.start, "end": target.end}
+                if len(rows) > 1
+                else {}
+            ),
+        )
+        if self.min_interval:
+            await anyio.sleep(self.min_interval)
+        return count
+
+    async def _hand_on(self, chunk: list[Event], rows: Sequence[Gap], seen: list[bool]) -> int:
+        await self.publish(chunk)
+        for i, hit in enumerate(rows_with_events(rows, chunk)):
+            seen[i] = seen[i] or hit
+        return len(chunk)
+
+    async def _failed(
+        self,
+        run: Sequence[Gap],
+        rows: Sequence[Gap],
+        why: str,
+        cause: str,
+        tries: int,
+        *,
+        retry: bool = False,
+    ) -> None:
+        """Mark every row ``failed`` with ``why``; log it; queue the run again if it may heal."""
+        await self.publish(
+            [msgspec.structs.replace(row, status="failed", detail=why) for row in rows]
+        )
+        retry_in: float | None = None
+        if retry and cause != "refused":
+            keys = [(*_key(g), g.start) for g in run]
+            done = max(self._rounds.get(k, 0) for k in keys)
+            if done < len(self.retry_failed):
+                retry_in = self.retry_failed[done]
+                for k in keys:
+                    self._rounds[k] = done + 1
+                due = time.time_ns() + int(retry_in * 1e9)
+                for gap in run:
+                    self.submit_at(due, gap)
+            else:
+                for k in keys:
+                    self._rounds.pop(k, None)
+        first = run[0]
+        emit(
+            WARNING,
+            "gap.failed",
+            why,
+            source=self.label,
+            provider=first.provider,
+            symbol=first.symbol,
+            kind=first.kind,
+            start=first.start,
+            end=max(g.end for g in run),
+            reason=cause,
+            tries=tries,
+            **({"retry_in": retry_in} if retry_in is not None else {}),
+        )
 
 
 @dataclass
@@ -244,7 +368,8 @@ class BootstrapReport:
 async def covered_spans(
     store: Sink | None, provider: str, symbol: str, kind: str
 ) -> list[tuple[int, int]]:
-    """Spans the store records as already fetched (gaps ``filled`` or ``empty``)."""
+    """Spans the store records as already fetched (gaps ``filled`` or ``empty``; a ``failed``
+    or ``open`` gap is still missing)."""
     if not isinstance(store, GapSink):
         return []
     gaps = await store.gaps(provider, symbol)

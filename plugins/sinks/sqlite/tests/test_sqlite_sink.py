@@ -360,6 +360,63 @@ async def test_gaps_status_lifecycle(tmp_path: Path) -> None:
             await sink.mark_gap(other, "done")  # type: ignore[arg-type]
 
 
+@pytest.mark.anyio
+async def test_a_failed_gap_keeps_its_detail_until_it_is_resolved(tmp_path: Path) -> None:
+    found = Gap("coinbase", "BTC-USD", "trades", T0, T0 + MIN, "sequence")
+    failed = Gap(
+        "coinbase", "BTC-USD", "trades", T0, T0 + MIN, "sequence", "failed", "HTTP 403: no plan"
+    )
+    async with make_sink(tmp_path / "t.db") as sink:
+        await sink.write_batch([found])
+        await sink.write_batch([failed])
+        assert await sink.gaps(status="failed") == [failed]
+        await sink.write_batch([found])  # found again: still failed, and still says why
+        assert await sink.gaps() == [failed]
+        longer = Gap("coinbase", "BTC-USD", "trades", T0, T0 + 2 * MIN, "sequence")
+        await sink.write_batch([longer])  # it grew: open again, the old reason no longer holds
+        assert await sink.gaps() == [longer]
+        await sink.write_batch([failed])
+        filled = Gap("coinbase", "BTC-USD", "trades", T0, T0 + MIN, "sequence", "filled")
+        await sink.write_batch([filled])  # a later fill clears the reason
+        assert await sink.gaps() == [filled]
+        await sink.mark_gap(found, "failed", "gave up")
+        assert [(g.status, g.detail) for g in await sink.gaps()] == [("failed", "gave up")]
+
+
+@pytest.mark.anyio
+async def test_a_version_1_file_migrates_and_then_stores_failed_gaps(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in schema.MIGRATIONS[0]:  # the file as tickwire-sqlite 1 wrote it
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO gaps VALUES ('coinbase', 'BTC-USD', 'trades', ?, ?, 'sequence', 'empty')",
+        (T0, T0 + MIN),
+    )
+    with pytest.raises(sqlite3.IntegrityError):  # the old CHECK knows no failed gap
+        conn.execute("INSERT INTO gaps VALUES ('c', 'X', 'trades', 1, 2, 'sequence', 'failed')")
+    conn.execute("INSERT INTO trades VALUES ('coinbase', 'BTC-USD', 1, 1, '1', '1', NULL, 'a')")
+    conn.close()
+
+    failed = Gap("coinbase", "ETH-USD", "candles:1m", T0, T0 + MIN, "candle", "failed", "refused")
+    async with make_sink(path) as sink:
+        old = Gap("coinbase", "BTC-USD", "trades", T0, T0 + MIN, "sequence", "empty")
+        assert await sink.gaps() == [old]  # kept, with no detail
+        await sink.write_batch([failed])
+        assert await sink.gaps(status="failed") == [failed]
+        assert (await sink.counts())["trades"] == 1
+    conn = sqlite3.connect(path, isolation_level=None)
+    assert schema.schema_version(conn) == schema.SCHEMA_VERSION == 2
+    assert schema.migrate(conn) == 0
+    with pytest.raises(sqlite3.IntegrityError):  # the new CHECK still refuses nonsense
+        conn.execute(
+            'INSERT INTO gaps (provider, symbol, kind, start, "end", reason, status)'
+            " VALUES ('c', 'X', 'trades', 1, 2, 'sequence', 'done')"
+        )
+    conn.close()
+
+
 # ---- retention ---------------------------------------------------------------------------------
 
 

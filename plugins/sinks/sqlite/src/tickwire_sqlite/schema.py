@@ -13,7 +13,8 @@ Value encoding, for everything below:
 * prices and sizes are TEXT holding ``str(Decimal)`` exactly as the provider sent it
   (``10101.80000000`` keeps its zeros). The column type must stay ``TEXT``: a ``NUMERIC`` or
   ``REAL`` column would make SQLite turn such text into a float;
-* ``closed`` is 0/1; ``side``, ``basis``, ``source``, ``status`` are the event's own words.
+* ``closed`` is 0/1; ``side``, ``basis``, ``source``, ``status`` are the event's own words;
+  a gap's ``detail`` (why it ``failed``) is TEXT, NULL for the other states.
 
 Column names are the event field names; ``"end"`` must be quoted in SQL (it is a keyword).
 """
@@ -93,6 +94,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (provider, symbol, kind, start)
         ) WITHOUT ROWID
         """,
+    ),
+    # 2: gaps can be ``failed``, with a ``detail`` saying why. SQLite cannot change a CHECK
+    # constraint in place, so the table is rebuilt (the documented 12-step way, within the
+    # migration's transaction; ``gaps`` has no index, trigger or view depending on it).
+    (
+        """
+        CREATE TABLE gaps_v2 (
+            provider TEXT    NOT NULL,
+            symbol   TEXT    NOT NULL,
+            kind     TEXT    NOT NULL,
+            start    INTEGER NOT NULL,
+            "end"    INTEGER NOT NULL,
+            reason   TEXT    NOT NULL,
+            status   TEXT    NOT NULL DEFAULT 'open'
+                     CHECK (status IN ('open', 'filled', 'empty', 'failed')),
+            detail   TEXT,
+            PRIMARY KEY (provider, symbol, kind, start)
+        ) WITHOUT ROWID
+        """,
+        """
+        INSERT INTO gaps_v2 (provider, symbol, kind, start, "end", reason, status)
+            SELECT provider, symbol, kind, start, "end", reason, status FROM gaps
+        """,
+        "DROP TABLE gaps",
+        "ALTER TABLE gaps_v2 RENAME TO gaps",
     ),
 )
 

@@ -76,12 +76,13 @@ WHERE excluded.source <> 'built' OR candles.source = 'built'
 """
 
 # A gap is one row per (provider, symbol, kind, start); a later write takes the new end and
-# reason. Its status: a resolution (``filled``/``empty``) always applies; a gap found again
-# (``open``) keeps what is known about it -- an ``empty`` gap is never fetched again -- unless
-# it grew, because then its new part is missing. ``mark_gap`` sets a status unconditionally.
+# reason. Its status: a resolution (``filled``/``empty``/``failed``) always applies; a gap found
+# again (``open``) keeps what is known about it -- an ``empty`` gap is never fetched again, a
+# ``failed`` one keeps its reason -- unless it grew, because then its new part is missing. The
+# ``detail`` goes with the status. ``mark_gap`` sets a status unconditionally.
 _INSERT_GAP = """
-INSERT INTO gaps (provider, symbol, kind, start, "end", reason, status)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO gaps (provider, symbol, kind, start, "end", reason, status, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (provider, symbol, kind, start) DO UPDATE SET
     "end" = excluded."end",
     reason = excluded.reason,
@@ -89,14 +90,19 @@ ON CONFLICT (provider, symbol, kind, start) DO UPDATE SET
         WHEN excluded.status <> 'open' THEN excluded.status
         WHEN excluded."end" > gaps."end" THEN 'open'
         ELSE gaps.status
+    END,
+    detail = CASE
+        WHEN excluded.status <> 'open' OR excluded."end" > gaps."end" THEN excluded.detail
+        ELSE gaps.detail
     END
 """
 
 _MARK_GAP = """
-INSERT INTO gaps (provider, symbol, kind, start, "end", reason, status)
-VALUES (?, ?, ?, ?, ?, ?, ?)
+INSERT INTO gaps (provider, symbol, kind, start, "end", reason, status, detail)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (provider, symbol, kind, start) DO UPDATE SET
-    "end" = excluded."end", reason = excluded.reason, status = excluded.status
+    "end" = excluded."end", reason = excluded.reason, status = excluded.status,
+    detail = excluded.detail
 """
 
 _INSERT_BOOK = """
@@ -268,17 +274,18 @@ class SqliteSink:
 
     # ---- gaps ---------------------------------------------------------------------------------
 
-    async def mark_gap(self, gap: Gap, status: GapStatus) -> None:
-        """Set the status of ``gap`` (``open``, ``filled`` or ``empty``), whatever it was.
+    async def mark_gap(self, gap: Gap, status: GapStatus, detail: str | None = None) -> None:
+        """Set the status of ``gap`` (``open``, ``filled``, ``empty`` or ``failed``, with
+        ``detail`` saying why), whatever it was.
 
         Inserts the gap if it is not stored yet; otherwise updates the row with the same
-        provider, symbol, kind and start (its end, reason and status). Writing a ``Gap`` event
-        with that status does the same, except that an ``open`` one never reopens a resolved
-        gap that did not grow.
+        provider, symbol, kind and start (its end, reason, status and detail). Writing a
+        ``Gap`` event with that status does the same, except that an ``open`` one never
+        reopens a resolved gap that did not grow.
         """
         if status not in _GAP_STATUSES:
             raise ValueError(f"gap status {status!r} is not one of {', '.join(_GAP_STATUSES)}")
-        row = (gap.provider, gap.symbol, gap.kind, gap.start, gap.end, gap.reason, status)
+        row = (gap.provider, gap.symbol, gap.kind, gap.start, gap.end, gap.reason, status, detail)
         await self._run(self._execute_sync, _MARK_GAP, row)
 
     async def gaps(
@@ -300,7 +307,7 @@ class SqliteSink:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        sql = 'SELECT provider, symbol, kind, start, "end", reason, status FROM gaps'
+        sql = 'SELECT provider, symbol, kind, start, "end", reason, status, detail FROM gaps'
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY provider, symbol, kind, start"
@@ -617,7 +624,9 @@ class SqliteSink:
                     )
                 )
             elif isinstance(e, Gap):
-                gaps.append((e.provider, e.symbol, e.kind, e.start, e.end, e.reason, e.status))
+                gaps.append(
+                    (e.provider, e.symbol, e.kind, e.start, e.end, e.reason, e.status, e.detail)
+                )
             elif isinstance(e, BookSnapshot):
                 if self._book:
                     books.append(
