@@ -8,8 +8,11 @@ import anyio
 import asyncpg
 import pytest
 
+import msgspec
+
+from tickwire.events import NS_PER_SECOND, Gap
 from tickwire_timescale import TimescaleSettings, TimescaleSink
-from tickwire_timescale.schema import MIGRATIONS
+from tickwire_timescale.schema import MIGRATIONS, Options
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service]
 
@@ -37,7 +40,7 @@ async def test_open_twice_is_a_no_op(
     async with TimescaleSink(make_settings()) as sink:
         assert sink.backend == "postgres"  # no TimescaleDB on these machines
     first = await _migrations(pg, schema_name)
-    assert first == [(1, "postgres")]
+    assert first == [(1, "postgres"), (3, "postgres")]
     async with TimescaleSink(make_settings()):
         pass
     assert await _migrations(pg, schema_name) == first
@@ -58,7 +61,7 @@ async def test_two_sinks_opening_at_once(
         async with anyio.create_task_group() as tg:
             for sink in sinks:
                 tg.start_soon(sink.open)
-        assert await _migrations(pg, schema_name) == [(1, "postgres")]
+        assert await _migrations(pg, schema_name) == [(1, "postgres"), (3, "postgres")]
         assert {s.backend for s in sinks} == {"postgres"}
     finally:
         for sink in sinks:
@@ -73,9 +76,49 @@ async def test_book_migration_applies_when_turned_on(
     assert "book_snapshots" not in await _tables(pg, schema_name)
     async with TimescaleSink(make_settings(book=True)):
         pass
-    assert await _migrations(pg, schema_name) == [(1, "postgres"), (2, "postgres")]
+    assert await _migrations(pg, schema_name) == [
+        (1, "postgres"),
+        (2, "postgres"),
+        (3, "postgres"),
+    ]
     assert "book_snapshots" in await _tables(pg, schema_name)
-    assert [m.version for m in MIGRATIONS] == [1, 2]
+    assert [m.version for m in MIGRATIONS][:3] == [1, 2, 3]
+
+
+async def test_a_version_1_schema_migrates_and_then_stores_failed_gaps(
+    pg: asyncpg.Connection, schema_name: str, make_settings: Callable[..., TimescaleSettings]
+) -> None:
+    # The schema as tickwire-timescale wrote it before migration 3, with a gap in it.
+    first = MIGRATIONS[0]
+    await pg.execute(f"CREATE SCHEMA {schema_name}")
+    for statement in first.statements(schema_name, "postgres", Options()):
+        await pg.execute(statement)
+    await pg.execute(
+        f"CREATE TABLE {schema_name}.tickwire_migrations (version integer PRIMARY KEY,"
+        " name text NOT NULL, backend text NOT NULL, applied_at timestamptz NOT NULL"
+        " DEFAULT now())"
+    )
+    await pg.execute(
+        f"INSERT INTO {schema_name}.tickwire_migrations VALUES (1, $1, 'postgres')", first.name
+    )
+    start = 1_700_000_000 * NS_PER_SECOND
+    old = Gap("p", "X", "trades", start, start + NS_PER_SECOND, "sequence", "empty")
+    await pg.execute(
+        f"INSERT INTO {schema_name}.gaps VALUES ('p', 'X', 'trades', to_timestamp($1),"
+        " to_timestamp($2), 'sequence', 'empty')",
+        start // NS_PER_SECOND,
+        start // NS_PER_SECOND + 1,
+    )
+    failed = Gap(
+        "p", "X", "candles:1m", start, start + 60 * NS_PER_SECOND, "candle", "failed", "HTTP 403"
+    )
+    async with TimescaleSink(make_settings()) as sink:
+        assert await sink.gaps() == [old]  # kept, with no detail
+        await sink.write_batch([failed])
+        assert await sink.gaps(status="failed") == [failed]
+        await sink.write_batch([msgspec.structs.replace(failed, status="open", detail=None)])
+        assert await sink.gaps(status="failed") == [failed]  # found again: still says why
+    assert await _migrations(pg, schema_name) == [(1, "postgres"), (3, "postgres")]
 
 
 async def test_column_types_are_exact(

@@ -144,6 +144,22 @@ async def test_gap_status_is_updated_by_later_writes(sink: TimescaleSink) -> Non
     assert [g.status for g in await sink.gaps()] == ["filled"]
 
 
+async def test_a_failed_gap_keeps_its_detail_until_it_is_resolved(sink: TimescaleSink) -> None:
+    start = _now_minute()
+    gap = Gap("p", "X", "trades", start, start + 10 * NS_PER_SECOND, "disconnect")
+    failed = msgspec.structs.replace(gap, status="failed", detail="HTTP 403: not on this plan")
+    await sink.write_batch([gap])
+    await sink.write_batch([failed])
+    assert await sink.gaps("p", "X", status="failed") == [failed]
+    await sink.write_batch([gap])  # found again: still failed, still says why
+    assert await sink.gaps("p", "X") == [failed]
+    await sink.write_batch([gap, failed, gap])  # the same rule within one batch
+    assert await sink.gaps("p", "X") == [failed]
+    filled = msgspec.structs.replace(gap, status="filled")
+    await sink.write_batch([filled])  # a later fill clears the reason
+    assert await sink.gaps("p", "X") == [filled]
+
+
 async def test_backfilled_history_gets_its_partitions(
     sink: TimescaleSink, schema_name: str
 ) -> None:

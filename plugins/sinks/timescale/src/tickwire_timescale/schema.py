@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -141,7 +141,8 @@ CANDLES = Table(
     time_column="start",
     segmentby=("provider", "symbol", "interval"),
 )
-GAPS = Table(
+#: ``gaps`` as migration 1 created it (kept as it was: a shipped migration never changes).
+GAPS_V1 = Table(
     "gaps",
     (
         ("provider", _TEXT),
@@ -156,6 +157,8 @@ GAPS = Table(
     time_column="start",
     partitioned=False,
 )
+#: ``gaps`` now: migration 3 added ``detail``, why a ``failed`` gap failed (NULL otherwise).
+GAPS = replace(GAPS_V1, columns=(*GAPS_V1.columns, ("detail", "text")))
 BOOK_SNAPSHOTS = Table(
     "book_snapshots",
     (
@@ -241,7 +244,7 @@ class Migration:
 
 def _initial(schema: str, backend: Backend, options: Options) -> list[str]:
     out: list[str] = []
-    for table in (TRADES, QUOTES, CANDLES, GAPS):
+    for table in (TRADES, QUOTES, CANDLES, GAPS_V1):
         out += table_ddl(schema, table, backend)
     if backend == "timescaledb":
         from tickwire_timescale import timescaledb
@@ -262,10 +265,18 @@ def _book(schema: str, backend: Backend, options: Options) -> list[str]:
     return out
 
 
+def _gap_detail(schema: str, backend: Backend, options: Options) -> list[str]:
+    # A gap can be ``failed`` now, and ``detail`` says why. ``status`` has no CHECK here (the
+    # sink writes only the event's own words), so adding the column is the whole change; it is
+    # nullable with no default, so PostgreSQL adds it without rewriting the table.
+    return [f"ALTER TABLE {schema}.gaps ADD COLUMN detail text"]
+
+
 #: Every migration, in order. Version 2 is applied only once ``book = true`` is set.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "trades, quotes, candles, gaps", _initial),
     Migration(2, "book_snapshots", _book, enabled=lambda options: options.book),
+    Migration(3, "gaps.detail (failed gaps)", _gap_detail),
 )
 
 

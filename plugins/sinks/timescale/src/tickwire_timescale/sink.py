@@ -110,14 +110,17 @@ def _set_all(table: Table) -> str:
 _CANDLE_RULE = " WHERE EXCLUDED.source <> 'built' OR cur.source = 'built'"
 
 # A gap is one row per (provider, symbol, kind, start); a later write takes the new end and
-# reason. Its status: a resolution (filled/empty) always applies; a gap found again (open)
-# keeps what is known about it (an empty gap is never fetched again) unless it grew, because
-# then its new part is missing. The same rule as the SQLite sink.
+# reason. Its status: a resolution (filled/empty/failed) always applies; a gap found again
+# (open) keeps what is known about it (an empty gap is never fetched again, a failed one keeps
+# its reason) unless it grew, because then its new part is missing. ``detail`` goes with the
+# status. The same rule as the SQLite sink.
 _GAP_UPDATE = (
     'UPDATE SET "end" = EXCLUDED."end", reason = EXCLUDED.reason, status = CASE'
     " WHEN EXCLUDED.status <> 'open' THEN EXCLUDED.status"
     ' WHEN EXCLUDED."end" > cur."end" THEN \'open\''
-    " ELSE cur.status END"
+    " ELSE cur.status END, detail = CASE"
+    ' WHEN EXCLUDED.status <> \'open\' OR EXCLUDED."end" > cur."end" THEN EXCLUDED.detail'
+    " ELSE cur.detail END"
 )
 
 
@@ -329,10 +332,20 @@ class TimescaleSink:
                 g: Gap = e  # type: ignore[assignment]
                 gkey = (g.provider, g.symbol, g.kind, _us(g.start))
                 status: str = g.status
+                detail = g.detail
                 was = gaps.get(gkey)
                 if was is not None and status == "open" and _us(g.end) <= _us(was[4]):
-                    status = was[6]
-                gaps[gkey] = (g.provider, g.symbol, g.kind, g.start, g.end, g.reason, status)
+                    status, detail = was[6], was[7]
+                gaps[gkey] = (
+                    g.provider,
+                    g.symbol,
+                    g.kind,
+                    g.start,
+                    g.end,
+                    g.reason,
+                    status,
+                    detail,
+                )
             elif kind is BookSnapshot and book:
                 b: BookSnapshot = e  # type: ignore[assignment]
                 books[(b.provider, b.symbol, _us(b.ts))] = (
@@ -487,7 +500,10 @@ class TimescaleSink:
             if value is not None:
                 args.append(value)
                 where.append(f"{column} = ${len(args)}")
-        sql = f'SELECT provider, symbol, kind, start, "end", reason, status FROM {self.schema}.gaps'
+        sql = (
+            'SELECT provider, symbol, kind, start, "end", reason, status, detail'
+            f" FROM {self.schema}.gaps"
+        )
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = await self.pool.fetch(sql + " ORDER BY provider, symbol, kind, start", *args)

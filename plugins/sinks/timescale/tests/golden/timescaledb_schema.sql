@@ -108,3 +108,7 @@ ALTER TABLE tickwire.book_snapshots SET (timescaledb.compress, timescaledb.compr
 SELECT add_compression_policy('tickwire.book_snapshots', compress_after => INTERVAL '7 days', if_not_exists => TRUE);
 
 SELECT add_retention_policy('tickwire.book_snapshots', drop_after => INTERVAL '30 days', if_not_exists => TRUE);
+
+-- migration 3: gaps.detail (failed gaps)
+
+ALTER TABLE tickwire.gaps ADD COLUMN detail text;
