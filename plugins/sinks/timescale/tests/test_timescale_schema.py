@@ -6,9 +6,8 @@ from collections.abc import Callable
 
 import anyio
 import asyncpg
-import pytest
-
 import msgspec
+import pytest
 
 from tickwire.events import NS_PER_SECOND, Gap
 from tickwire_timescale import TimescaleSettings, TimescaleSink
