@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import struct
 import sys
 import time
@@ -50,6 +51,25 @@ def ws_frame(payload: bytes) -> bytes:
     if n < 65536:
         return bytes((0x81, 126)) + struct.pack("!H", n) + payload
     return bytes((0x81, 127)) + struct.pack("!Q", n) + payload
+
+
+def host_cpu() -> tuple[float, float]:
+    """``(busy, total)`` CPU seconds of the whole machine so far (``/proc/stat``)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds used so far by process ``pid`` (utime + stime), NaN if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Clock:

@@ -43,6 +43,9 @@ import tickwire_timescale
 from tickwire import Pipeline, Settings
 from tickwire.events import Event, Trade
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _feed import host_cpu, proc_cpu  # bench/ is not a package: by path
+
 FEED = Path(__file__).with_name("_feed.py")
 DSN = os.environ.get("TICKWIRE_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = "redis://127.0.0.1:6379/0"
@@ -176,6 +179,7 @@ async def one(
                 clock.since = time.time_ns() // 1000 * 1000
                 await proc.stdin.send(f"GO {len(pipeline.connections)}\n".encode())
                 cpu0, wall0 = time.process_time(), time.perf_counter()
+                host0, feed0 = host_cpu()[0], proc_cpu(proc.pid)
                 with anyio.fail_after(seconds + warmup + 120):
                     sent_line = (await read_line(proc.stdout, buf)).split()
                 sent, first, last = int(sent_line[1]), int(sent_line[2]), int(sent_line[3])
@@ -185,6 +189,8 @@ async def one(
                     while clock.fresh < sent:
                         await anyio.sleep(0.02)
                 cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+                feed_cpu = proc_cpu(proc.pid) - feed0
+                other = host_cpu()[0] - host0 - cpu - feed_cpu
                 pipeline.stop()
             await proc.stdin.aclose()
         finally:
@@ -208,6 +214,8 @@ async def one(
         "net_p99": pct(net, 0.99),
         "batches": clock.batches,
         "cpu": cpu / wall if wall else float("nan"),
+        "feed": feed_cpu / wall if wall else float("nan"),
+        "other": other / wall if wall else float("nan"),
         "n": len(lat),
     }
 
@@ -225,7 +233,8 @@ async def main(args: argparse.Namespace) -> None:
     )
     head = (
         f"{'sink':<11} {'offered/s':>9} {'sent/s':>8} {'flush':>6} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'recv p99':>8} {'batches':>7} {'cpu':>5} {'lost':>5}"
+        f"{'max ms':>8} {'recv p99':>8} {'batches':>7} {'cpu':>5} {'feed':>5} {'other':>5} "
+        f"{'lost':>5}"
     )
     print(head)
     results = []
@@ -237,7 +246,8 @@ async def main(args: argparse.Namespace) -> None:
                 print(
                     f"{LABELS[kind]:<11} {rate:>9,.0f} {r['achieved']:>8,.0f} "
                     f"{flush * 1000:>4g}ms {r['p50']:>8.1f} {r['p99']:>8.1f} {r['max']:>8.1f} "
-                    f"{r['net_p99']:>8.1f} {r['batches']:>7} {r['cpu']:>5.0%} "
+                    f"{r['net_p99']:>8.1f} {r['batches']:>7} {r['cpu']:>5.0%} {r['feed']:>5.0%} "
+                    f"{r['other']:>5.0%} "
                     f"{r['sent'] - r['committed']:>5}",
                     flush=True,
                 )
@@ -250,8 +260,9 @@ async def main(args: argparse.Namespace) -> None:
             )
     print(
         "recv p99: send -> socket read in the pipeline (the rest is normalize, queue, batch "
-        "wait, write); cpu: this process's CPU over the run (1 core = 100%); lost: sent but not "
-        "committed within 60 s after the last send"
+        "wait, write); cpu: this process's CPU over the run (1 core = 100%), feed: the fake's, "
+        "other: every other process on the host (database servers and other work); lost: sent "
+        "but not committed within 60 s after the last send"
     )
 
 
