@@ -11,7 +11,7 @@ import msgspec
 from tickwire._runner.sink import RunningSink
 from tickwire.events import KIND, NS_PER_SECOND, Candle, Event, Gap, Quote, Trade, event_time
 from tickwire.metrics import Metrics
-from tickwire.protocols import RetentionSink, Sink
+from tickwire.protocols import GapSink, RetentionSink, Sink
 from tickwire.settings import SinkSettings
 
 #: ``count(kind)`` returns how many rows (or entries) of ``kind`` the store holds for the
@@ -112,7 +112,9 @@ async def check_sink(
     """Assert the sink contract on a real store.
 
     Checks: a batch of every kind is stored; writing it again changes no count (idempotency);
-    a later write of the same candle updates it rather than adding a row; with
+    a later write of the same candle updates it rather than adding a row; a
+    :class:`~tickwire.protocols.GapSink` reads back every gap state, a ``failed`` gap with its
+    ``detail`` (kept when the gap is found ``open`` again, cleared once it is filled); with
     ``retention_s``, :meth:`enforce_retention` removes exactly the rows older than that by event
     time; and a :class:`RunningSink` flushes everything queued when it is closed.
 
@@ -148,6 +150,9 @@ async def check_sink(
             candle = next(e for e in events if isinstance(e, Candle))
             await sink.write_batch([msgspec.structs.replace(candle, close=Decimal("2.5"))])
             assert await count("candle") == want["candle"], "a rewritten candle must update"
+
+        if "gap" in kinds and isinstance(sink, GapSink):
+            await _check_gap_states(sink, events)
 
         if retention_s is not None and "trade" in kinds:
             assert isinstance(sink, RetentionSink), "a sink with retention must prune"
@@ -191,6 +196,30 @@ async def check_sink(
     await running.run()
     assert running.written == len(later)
     assert await count("trade") == before + len(later), "closing must flush every queued event"
+
+
+async def _check_gap_states(sink: Sink, events: Iterable[Event]) -> None:
+    """Round trip every gap state of the sample's gap through a sink that lists its gaps."""
+    assert isinstance(sink, GapSink)
+    found = next(e for e in events if isinstance(e, Gap))
+
+    async def stored() -> list[Gap]:
+        return [
+            g
+            for g in await sink.gaps(PROVIDER, found.symbol)
+            if g.kind == found.kind and g.start == found.start
+        ]
+
+    assert await stored() == [found], f"a stored open gap reads back as {await stored()}"
+    failed = msgspec.structs.replace(found, status="failed", detail="HTTP 403: not on this plan")
+    await sink.write_batch([failed])
+    assert await stored() == [failed], "a failed gap must read back with its detail"
+    await sink.write_batch([found])
+    assert await stored() == [failed], "a failed gap found open again must keep its detail"
+    for status in ("empty", "filled"):
+        resolved = msgspec.structs.replace(found, status=status)
+        await sink.write_batch([resolved])
+        assert await stored() == [resolved], f"a {status} gap must read back without a detail"
 
 
 __all__ = ("KINDS", "PROVIDER", "check_sink", "expected_counts", "sample_events")

@@ -475,6 +475,22 @@ async def test_gaps_are_upserted_per_kind_and_start(
     assert from_json(stored[f"candles:1m:{base}".encode()]) == filled
 
 
+async def test_a_failed_gap_is_stored_with_its_reason(
+    client: aioredis.Redis, prefix: str, make_sink: MakeSink
+) -> None:
+    base = now_ns() - MINUTE
+    gap = Gap("cb", "BTC-USD", "trades", base, base + MINUTE, "disconnect")
+    failed = msgspec.structs.replace(gap, status="failed", detail="HTTP 403: not on this plan")
+    sink = make_sink(retention="1h")
+    await sink.open()
+    await sink.write_batch([gap])
+    await sink.write_batch([failed])
+    stored = await client.hget(f"{prefix}:gap:cb:BTC-USD", f"trades:{base}")
+    await sink.aclose()
+    assert stored is not None and from_json(stored) == failed
+    assert b'"detail":"HTTP 403: not on this plan"' in stored
+
+
 # ---- pub/sub ----------------------------------------------------------------------------------
 
 
