@@ -93,7 +93,8 @@ gaps = st.builds(
     tws.timestamps,
     tws.timestamps,
     st.sampled_from(["sequence", "disconnect", "candle", "startup"]),
-    st.sampled_from(["open", "filled", "empty"]),
+    st.sampled_from(["open", "filled", "empty", "failed"]),
+    st.one_of(st.none(), st.text()),
 )
 any_event = st.one_of(
     tws.trades(),
@@ -184,6 +185,26 @@ def test_gap_status_change_gets_through() -> None:
     gap = Gap("p", "S", "trades", 1, 2, "disconnect")
     assert message_id(gap) != message_id(msgspec.structs.replace(gap, status="filled"))
     assert message_id(gap) == message_id(msgspec.structs.replace(gap, end=3))
+
+
+def test_a_failed_gap_travels_with_its_reason_and_an_older_writers_gap_still_reads() -> None:
+    failed = Gap("p", "S", "trades", 1, 2, "disconnect", "failed", "HTTP 403: not on this plan")
+    assert decode(encode(failed)) == failed
+    assert message_id(failed) != message_id(msgspec.structs.replace(failed, status="open"))
+    # msgpack/1 as a writer from before ``detail`` existed sent it: a map without that field.
+    old = msgspec.msgpack.encode(
+        {
+            "type": "Gap",
+            "provider": "p",
+            "symbol": "S",
+            "kind": "trades",
+            "start": 1,
+            "end": 2,
+            "reason": "disconnect",
+            "status": "empty",
+        }
+    )
+    assert decode(old) == Gap("p", "S", "trades", 1, 2, "disconnect", "empty")
 
 
 def test_ids_of_different_kinds_never_collide() -> None:

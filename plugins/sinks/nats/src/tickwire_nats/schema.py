@@ -19,8 +19,10 @@ Wire encoding ``msgpack/1`` (header ``Tickwire-Encoding: msgpack/1``)
     The payload is one event as MessagePack, written by msgspec from the event struct: a map of
     field names with a ``type`` tag (``Trade``, ``Quote`` …), decimals as their exact text
     (``"0.00100000"`` stays that, exponent included), times as integers. Maps with field names
-    keep old readers working when core adds an optional field. An encoding a writer does not
-    know is treated as a malformed frame (counted, logged, kept in the dead-letter file).
+    keep old readers working when core adds an optional field (so ``Gap.detail``, the reason a
+    gap ``failed``, did not need a new encoding; a reader from before the ``failed`` status
+    dead-letters such a gap, the stored gap then stays as it was). An encoding a writer does
+    not know is treated as a malformed frame (counted, logged, kept in the dead-letter file).
 
 Message id (header ``Nats-Msg-Id``)
     A 128-bit BLAKE2b digest (32 hex digits) of the event's identity, so two collectors that
@@ -118,8 +120,9 @@ def identity(event: Event) -> tuple[object, ...]:
       so their copies would never be recognised as duplicates. The one case a content version
       gets wrong: a forming candle that returns, within the duplicate window, to exactly the
       state it had earlier is dropped; the next update or the closed candle supersedes it.
-    * gap: ``(provider, symbol, kind, start, status)``: a gap changes status once
-      (``open`` → ``filled``/``empty``) and each change gets through.
+    * gap: ``(provider, symbol, kind, start, status)``: a gap changes status
+      (``open`` → ``filled``/``empty``/``failed``, ``failed`` → ``filled``…) and each change
+      gets through; the ``detail`` of a failed gap is not part of it.
     """
     cls = type(event)
     if cls is Trade:
