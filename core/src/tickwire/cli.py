@@ -329,12 +329,14 @@ async def _gaps(settings: Settings, days: float | None) -> int:
         )
         print(
             f"{'provider':<12} {'symbol':<16} {'iv':<4} {'candles':>8} {'first':<17} "
-            f"{'last':<17} {'holes':>5} {'open':>5} {'filled':>6} {'empty':>5}"
+            f"{'last':<17} {'holes':>5} {'open':>5} {'filled':>6} {'empty':>5} {'failed':>6}"
         )
+        failed: list[Gap] = []
         for plan in pipeline.sources:
             provider = plan.settings.provider
             for symbol in plan.settings.symbols:
                 stored_gaps = await _stored_gaps(store.sink, provider, symbol)
+                failed += [g for g in stored_gaps if g.status == "failed"]
                 for iv in intervals:
                     length = INTERVAL_NS[iv]
                     starts = list(
@@ -355,15 +357,24 @@ async def _gaps(settings: Settings, days: float | None) -> int:
                     ]
                     mine = [g for g in stored_gaps if g.kind in (kind, "trades")]
                     by_status = {
-                        st: sum(g.status == st for g in mine) for st in ("open", "filled", "empty")
+                        st: sum(g.status == st for g in mine)
+                        for st in ("open", "filled", "empty", "failed")
                     }
                     first = _when(starts[0]) if starts else "-"
                     last = _when(starts[-1]) if starts else "-"
                     print(
                         f"{provider:<12} {symbol:<16} {iv:<4} {len(starts):>8} {first:<17} "
                         f"{last:<17} {len(holes):>5} {by_status['open']:>5} "
-                        f"{by_status['filled']:>6} {by_status['empty']:>5}"
+                        f"{by_status['filled']:>6} {by_status['empty']:>5} "
+                        f"{by_status['failed']:>6}"
                     )
+        if failed:
+            print(f"\n{len(failed)} failed gaps, with the reason:")
+            for g in failed:
+                print(
+                    f"{g.provider:<12} {g.symbol:<16} {g.kind:<12} {_when(g.start)} -> "
+                    f"{_when(g.end)}  {g.detail or 'no reason recorded'}"
+                )
     return 0
 
 
