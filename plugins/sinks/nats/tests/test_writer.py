@@ -244,3 +244,26 @@ def test_writer_command_reports_a_bad_config(
     config.write_text('[[sources]]\nprovider = "nats"\nbogus = 1\n', encoding="utf-8")
     assert main(["-c", str(config)]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+async def test_idle_fetches_that_time_out_keep_the_connection(bus: Bus, tmp_path: Path) -> None:
+    """An empty fetch is "no messages yet" whichever TimeoutError nats-py raises for it (2.16
+    raises a bare asyncio.TimeoutError when the deadline runs out between its two pull
+    requests, about one short fetch in seven): the connection yields keep-alive frames on."""
+    settings = Settings(
+        sources=[{"provider": "nats", **bus.keys(), "fetch_timeout": "5ms"}],
+        sinks=[],
+        **base_settings(tmp_path),
+    )
+    pipeline = Pipeline(settings)
+    connector = pipeline.connections[0].connector
+    assert isinstance(connector, NatsConnector)
+    attach(pipeline)
+    frames = 0
+    async with connector.open([">"]) as conn:
+        async for frame in conn:
+            assert frame == b""
+            frames += 1
+            if frames == 300:
+                break
+    assert frames == 300
