@@ -214,6 +214,7 @@ async def one(
         "net_p99": pct(net, 0.99),
         "batches": clock.batches,
         "cpu": cpu / wall if wall else float("nan"),
+        "us_msg": cpu / sent * 1e6 if sent else float("nan"),
         "feed": feed_cpu / wall if wall else float("nan"),
         "other": other / wall if wall else float("nan"),
         "n": len(lat),
@@ -233,8 +234,8 @@ async def main(args: argparse.Namespace) -> None:
     )
     head = (
         f"{'sink':<11} {'offered/s':>9} {'sent/s':>8} {'flush':>6} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'max ms':>8} {'recv p99':>8} {'batches':>7} {'cpu':>5} {'feed':>5} {'other':>5} "
-        f"{'lost':>5}"
+        f"{'max ms':>8} {'recv p99':>8} {'batches':>7} {'cpu':>5} {'us/msg':>6} {'feed':>5} "
+        f"{'other':>5} {'lost':>5}"
     )
     print(head)
     results = []
@@ -246,7 +247,8 @@ async def main(args: argparse.Namespace) -> None:
                 print(
                     f"{LABELS[kind]:<11} {rate:>9,.0f} {r['achieved']:>8,.0f} "
                     f"{flush * 1000:>4g}ms {r['p50']:>8.1f} {r['p99']:>8.1f} {r['max']:>8.1f} "
-                    f"{r['net_p99']:>8.1f} {r['batches']:>7} {r['cpu']:>5.0%} {r['feed']:>5.0%} "
+                    f"{r['net_p99']:>8.1f} {r['batches']:>7} {r['cpu']:>5.0%} {r['us_msg']:>6.1f} "
+                    f"{r['feed']:>5.0%} "
                     f"{r['other']:>5.0%} "
                     f"{r['sent'] - r['committed']:>5}",
                     flush=True,
@@ -260,7 +262,8 @@ async def main(args: argparse.Namespace) -> None:
             )
     print(
         "recv p99: send -> socket read in the pipeline (the rest is normalize, queue, batch "
-        "wait, write); cpu: this process's CPU over the run (1 core = 100%), feed: the fake's, "
+        "wait, write); cpu: this process's CPU over the run (1 core = 100%), us/msg: that CPU "
+        "per message sent (the rate one core could sustain is 1e6 / us/msg), feed: the fake's, "
         "other: every other process on the host (database servers and other work); lost: sent "
         "but not committed within 60 s after the last send"
     )
