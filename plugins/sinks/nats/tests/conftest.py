@@ -18,6 +18,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from nats_helpers import URL, Bus
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "nats_restart: kills and restarts a nats-server of the test's own (never the shared one)",
+    )
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
