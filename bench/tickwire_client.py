@@ -13,7 +13,8 @@ Run it inside the workspace environment, e.g. from the repo root::
 
     cd ../shared/bench && CLIENT_NAME=tickwire \\
       CLIENT_CMD="$PWD/../../main/.venv/bin/python $PWD/../../main/bench/tickwire_client.py \\
-      --url \\"\\$URL\\" --n \\"\\$N\\" --products \\"\\$PRODUCTS\\" --cafile \\"\\$CAFILE\\"" \\
+      --url \\"\\$URL\\" --n \\"\\$N\\" --products \\"\\$PRODUCTS\\" --cafile \\"\\$CAFILE\\" \\
+      --transport picows" \\
       CLIENTS="cryptofeed floor-orjson tickwire" bash run_bench.sh
 """
 
@@ -21,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import time
 from collections.abc import Sequence
+from operator import countOf
 
 import anyio
 
@@ -45,7 +48,7 @@ class CountingNullSink(NullSink):
     async def write_batch(self, events: Sequence[Event]) -> None:
         """Count as the null sink does, plus the trade clock."""
         await super().write_batch(events)
-        trades = sum(1 for e in events if type(e) is Trade)
+        trades = countOf(map(type, events), Trade)
         if trades and not self.trades:
             self.t0, self.c0 = time.perf_counter(), time.process_time()
         self.trades += trades
@@ -64,6 +67,7 @@ async def main(args: argparse.Namespace) -> None:
                 "channels": ["trades"],
                 "ws_url": args.url,
                 "rest_url": "http://127.0.0.1:9",
+                "transport": args.transport,
                 **({"ca_file": args.cafile} if args.cafile else {}),
             }
         ],
@@ -90,8 +94,19 @@ def cli() -> None:
     parser.add_argument("--products", default="BTC-USD,ETH-USD")
     parser.add_argument("--cafile", default=None)
     parser.add_argument("--intervals", default="1m", help="candle intervals ('' for none)")
+    parser.add_argument(
+        "--transport",
+        choices=("websockets", "picows"),
+        default="websockets",
+        help="the source's websocket transport (picows: pip install 'tickwire[picows]')",
+    )
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop (tickwire[uvloop])")
+    args = parser.parse_args()
     logging.getLogger("tickwire").setLevel(logging.WARNING)
-    anyio.run(main, parser.parse_args())
+    # Only the plugin this client drives: other installed providers may start threads at import
+    # (the IG SDK starts five), which would share the one core with the measured loop.
+    os.environ.setdefault("TICKWIRE_LOAD_PLUGINS", "coinbase")
+    anyio.run(main, args, backend_options={"use_uvloop": True} if args.uvloop else {})
 
 
 if __name__ == "__main__":

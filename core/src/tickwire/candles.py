@@ -111,18 +111,36 @@ class CandleBuilder:
         """Take in a batch of events; return the candles corrected by late trades."""
         out: list[Candle] = []
         basis = self.basis
+        all_series = self._series
         for event in events:
             cls = type(event)
             if cls is Trade:
                 trade: Trade = event  # type: ignore[assignment]
                 if basis and basis.get(trade.provider, "trade") != "trade":
                     continue
+                ts = trade.ts
+                price = trade.price
+                series_list = all_series.get((trade.provider, trade.symbol))
+                if series_list is not None and len(series_list) == 1:
+                    # The fast path (one interval, the trade in the newest bucket), inline.
+                    bucket = series_list[0].current
+                    if bucket is not None and bucket.start <= ts < bucket.end and not bucket.closed:
+                        if price > bucket.high:
+                            bucket.high = price
+                        elif price < bucket.low:
+                            bucket.low = price
+                        bucket.close = price
+                        volume = bucket.volume
+                        bucket.volume = trade.size if volume is None else volume + trade.size
+                        bucket.trades += 1
+                        bucket.dirty = True
+                        continue
                 self._add(
                     trade.provider,
                     trade.symbol,
-                    trade.ts,
+                    ts,
                     trade.received_ts,
-                    trade.price,
+                    price,
                     trade.size,
                     out,
                 )

@@ -1,9 +1,15 @@
-"""Connections every websocket provider shares, on the ``websockets`` library.
+"""Connections every websocket provider shares, on the ``websockets`` library (or picows).
 
 A provider's ``tickwire_connect`` usually returns ``WebSocketConnector(url)``; the runner opens,
 reads, paces and reopens it. Failures to connect are raised as
 :class:`~tickwire.protocols.ConnectionFailed` with a one-word ``reason`` (refused, dns, tls,
 http, timeout) so logs and alerts can tell them apart.
+
+``transport="picows"`` (``tickwire[picows]``) swaps the library under the same interface: TLS,
+keep-alive pings, close codes and log redaction behave alike (:mod:`tickwire._picows`).
+
+Both connections offer :meth:`~WebSocketConnection.batches` beside ``__aiter__``: the frames
+that arrived together, as one list, which the runner hands through the pipeline at once.
 """
 
 from __future__ import annotations
@@ -13,15 +19,16 @@ import os
 import re
 import socket
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
-from tickwire.protocols import ConnectionFailed, Frame
+from tickwire.protocols import Connection, ConnectionFailed, Frame
 
 
 class _RedactQuery(logging.Filter):
@@ -42,6 +49,9 @@ _QUERY = re.compile(r"\?[^\s]*")
 #: The logger handed to websockets: its DEBUG lines include the request line, query and all.
 WS_LOGGER = logging.getLogger("tickwire.websockets")
 WS_LOGGER.addFilter(_RedactQuery())
+#: The most frames one batch holds (bounds the work done before the loop runs anything else).
+MAX_BATCH = 1024
+Transport: TypeAlias = Literal["websockets", "picows"]
 
 
 class WebSocketConnection:
@@ -64,11 +74,42 @@ class WebSocketConnection:
         """
         return self._ws.__aiter__()
 
+    async def batches(self) -> AsyncIterator[list[Frame]]:
+        """Yield lists of frames: the first one awaited, plus those already received behind it.
+
+        Ends when the server closes normally; a close with an error code raises, as
+        ``__aiter__`` does. Only complete messages already buffered are taken, so a batch never
+        waits for more data.
+        """
+        ws = self._ws
+        recv = ws.recv
+        frames = getattr(getattr(ws, "recv_messages", None), "frames", None)
+        buffered = getattr(frames, "queue", None)
+        if not isinstance(buffered, deque):  # another websockets layout: one frame at a time
+            buffered = deque()
+        try:
+            while True:
+                batch = [await recv()]
+                while buffered and buffered[0].fin and len(batch) < MAX_BATCH:
+                    batch.append(await recv())
+                yield batch
+        except websockets.ConnectionClosedOK:
+            return
+
     @property
     def close_reason(self) -> str | None:
         """The close code and reason the server gave, once the connection is closed."""
         rcvd = self._ws.protocol.close_rcvd
         return None if rcvd is None else f"{rcvd.code} {rcvd.reason}".strip()
+
+
+def failure(url: str, exc: BaseException) -> ConnectionFailed:
+    """The :class:`ConnectionFailed` for an error raised while connecting to ``url``."""
+    reason = _reason_for(exc)
+    return ConnectionFailed(
+        f"cannot connect to {safe_url(url)} ({_REASON_TEXT.get(reason, reason)}): {_describe(exc)}",
+        reason,
+    )
 
 
 def _reason_for(exc: BaseException) -> str:
@@ -100,6 +141,10 @@ class WebSocketConnector:
     :param ssl_context: for private CAs and test servers.
     :param ca_file: a CA bundle to trust (``SourceSettings.ca_file``), if no ``ssl_context``.
     :param headers: extra HTTP headers on the handshake (never logged).
+    :param ping_interval: seconds between keep-alive pings (``None``: none); a ping unanswered
+        for ``ping_timeout`` seconds drops the connection.
+    :param transport: ``"websockets"`` (the default) or ``"picows"`` (``tickwire[picows]``:
+        Cython frame parsing, no permessage-deflate).
     """
 
     def __init__(
@@ -114,22 +159,39 @@ class WebSocketConnector:
         ca_file: str | os.PathLike[str] | None = None,
         headers: dict[str, str] | None = None,
         ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        transport: Transport = "websockets",
     ) -> None:
         if url is None and url_for is None:
             raise ValueError("WebSocketConnector needs url or url_for")
+        if transport not in ("websockets", "picows"):
+            raise ValueError(f"unknown websocket transport {transport!r}")
+        if transport == "picows" and compression is not None:
+            raise ValueError(
+                "the picows transport has no permessage-deflate: "
+                "set compression off or use transport = 'websockets'"
+            )
         self.url = url
+        self.transport: Transport = transport
         self._url_for = url_for
+        self._open_timeout = open_timeout
+        self._max_size = max_size
+        self._headers = headers
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
         self._kwargs: dict[str, Any] = {
             "open_timeout": open_timeout,
             "max_size": max_size,
             "compression": compression,
             "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
             "max_queue": 4096,
             "additional_headers": headers,
             "logger": WS_LOGGER,
         }
         if ssl_context is None and ca_file is not None:
             ssl_context = ssl.create_default_context(cafile=os.fspath(ca_file))
+        self._ssl = ssl_context
         if ssl_context is not None:
             self._kwargs["ssl"] = ssl_context
 
@@ -140,19 +202,29 @@ class WebSocketConnector:
         assert self.url is not None
         return self.url
 
-    @asynccontextmanager
-    async def open(self, symbols: Sequence[str]) -> AsyncIterator[WebSocketConnection]:
+    def open(self, symbols: Sequence[str]) -> AbstractAsyncContextManager[Connection]:
         """Connect, yield the connection, close it on exit."""
-        url = self.endpoint(symbols)
+        if self.transport == "picows":
+            from tickwire._picows import open_picows
+
+            return open_picows(
+                self.endpoint(symbols),
+                ssl_context=self._ssl,
+                open_timeout=self._open_timeout,
+                max_size=self._max_size,
+                headers=self._headers,
+                ping_interval=self._ping_interval,
+                ping_timeout=self._ping_timeout,
+                logger=WS_LOGGER,
+            )
+        return self._open_websockets(self.endpoint(symbols))
+
+    @asynccontextmanager
+    async def _open_websockets(self, url: str) -> AsyncIterator[WebSocketConnection]:
         try:
             ws = await connect(url, **self._kwargs)
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
-            reason = _reason_for(exc)
-            raise ConnectionFailed(
-                f"cannot connect to {safe_url(url)} ({_REASON_TEXT.get(reason, reason)}): "
-                f"{_describe(exc)}",
-                reason,
-            ) from None
+            raise failure(url, exc) from None
         try:
             yield WebSocketConnection(ws)
         finally:
@@ -192,4 +264,4 @@ def _describe(exc: BaseException) -> str:
     return text
 
 
-__all__ = ("WebSocketConnection", "WebSocketConnector", "safe_url")
+__all__ = ("MAX_BATCH", "Transport", "WebSocketConnection", "WebSocketConnector", "safe_url")

@@ -246,10 +246,20 @@ class ConnectionRunner:
             return "error"
 
     async def _read(self, conn: object, handler: FrameHandler) -> None:
-        handle: Callable[[bytes | str], Awaitable[None]] = handler.handle
         monotonic = time.monotonic
         counts = self.metrics.counters
         key = self._frames_key
+        batches = getattr(conn, "batches", None)
+        if batches is not None:
+            # The connection hands over the frames that arrived together: one trip through the
+            # normalize stage (and one fan-out) per batch, not per frame.
+            handle_batch = handler.handle_batch
+            async for batch in batches():
+                counts[key] += len(batch)
+                self.last_frame = monotonic()
+                await handle_batch(batch)
+            return
+        handle: Callable[[bytes | str], Awaitable[None]] = handler.handle
         async for frame in conn:  # type: ignore[attr-defined]
             counts[key] += 1
             self.last_frame = monotonic()

@@ -22,6 +22,7 @@ from tickwire.gaps import GapDetector
 from tickwire.metrics import Metrics
 from tickwire.protocols import (
     Acked,
+    Frame,
     Heartbeat,
     MalformedFrame,
     Normalizer,
@@ -32,6 +33,7 @@ from tickwire.protocols import (
 INFO, WARNING = 20, 30
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _ZERO = Decimal(0)
+_INF = Decimal("Infinity")
 #: Characters of a bad frame shown in the log line (the whole frame is in the dead-letter file).
 EXCERPT = 160
 #: One frame in this many feeds the exchange-to-receive latency histogram.
@@ -97,77 +99,137 @@ class FrameHandler:
             for cls in EVENT_TYPES
         }
 
-    async def handle(self, frame: bytes | str | Acked) -> None:
-        """Normalize one frame and pass its events on (the hot path: keep it lean).
+    async def handle(self, frame: Frame | Acked) -> None:
+        """Normalize one frame and pass its events on (see :meth:`handle_batch`)."""
+        await self.handle_batch((frame,))
 
-        An :class:`~tickwire.protocols.Acked` frame's ``on_commit`` travels with its events to
-        the sinks, or is called at once when the frame leaves nothing to store.
+    async def handle_batch(self, frames: Sequence[Frame | Acked]) -> None:
+        """Normalize the frames that arrived together and pass their events on as one batch.
+
+        The hot path: the normalizer runs per frame, but the value checks are inline, the
+        counters are added once, and the gap detector, the candle builder and the fan-out each
+        run once for the whole batch. A frame that is malformed (or whose events carry absurd
+        values) is dead-lettered alone; the others go on.
+
+        An :class:`~tickwire.protocols.Acked` frame's ``on_commit`` travels with the batch's
+        events to the sinks, or is called at once when the frame leaves nothing to store.
         """
-        on_commit: Callable[[], None] | None = None
-        if isinstance(frame, Acked):
-            on_commit = frame.on_commit
-            frame = frame.frame
         received = time.time_ns()
         events: list[Event] = []
+        append = events.append
+        commits: list[Callable[[], None]] | None = None
+        normalizer = self.normalizer
         keys = self._keys
-        counts = self._counts
-        try:
-            for item in self.normalizer(frame, received):
-                cls = type(item)
-                key = keys.get(cls)
-                if key is not None:
+        trades = 0
+        tally: dict[type, int] | None = None
+        used = 0
+        for frame in frames:
+            on_commit: Callable[[], None] | None = None
+            if type(frame) is Acked:
+                on_commit = frame.on_commit
+                frame = frame.frame
+            before = len(events)
+            before_trades = trades
+            extra: list[type] | None = None
+            try:
+                for item in normalizer(frame, received):  # type: ignore[arg-type]
+                    cls = type(item)
                     if cls is Trade:
                         try:
                             sane = (
-                                item.price > _ZERO  # type: ignore[union-attr]
-                                and item.size >= _ZERO  # type: ignore[union-attr]
-                                and item.price.is_finite()  # type: ignore[union-attr]
-                                and item.size.is_finite()  # type: ignore[union-attr]
+                                _ZERO < item.price < _INF  # type: ignore[union-attr]
+                                and _ZERO <= item.size < _INF  # type: ignore[union-attr]
                             )
                         except InvalidOperation:
                             sane = False
                         if not sane:
                             self.malformed(frame, check_values(item) or "absurd value")  # type: ignore[arg-type]
                             continue
-                    elif cls is Quote:
-                        problem = check_values(item)  # type: ignore[arg-type]
-                        if problem is not None:
-                            self.malformed(frame, problem)
-                            continue
-                    elif cls is Gap:  # a provider that knows it missed data says so
-                        self._gap_found(item)  # type: ignore[arg-type]
-                    events.append(item)  # type: ignore[arg-type]
-                    counts[key] += 1
-                elif cls is Heartbeat:
-                    for gap in self.detector.heartbeat(item, received):  # type: ignore[arg-type]
-                        self._gap_found(gap)
-                        events.append(gap)
-                elif cls is Notice:
-                    self.notice(item)  # type: ignore[arg-type]
-                elif cls is Subscribed and self.on_subscribed is not None:
-                    self.on_subscribed(item.symbols)  # type: ignore[union-attr]
-        except MalformedFrame as exc:
-            self.malformed(frame, str(exc) or "unreadable")
-            if on_commit is not None:
-                on_commit()  # kept in the dead-letter file: handled
-            return
-        except ProviderClosed:
-            raise
-        except Exception as exc:
-            self.malformed(frame, f"normalizer failed: {type(exc).__name__}: {exc}")
-            if on_commit is not None:
+                        append(item)  # type: ignore[arg-type]
+                        trades += 1
+                    elif cls in keys:
+                        if cls is Quote:
+                            problem = check_values(item)  # type: ignore[arg-type]
+                            if problem is not None:
+                                self.malformed(frame, problem)  # type: ignore[arg-type]
+                                continue
+                        elif cls is Gap:  # a provider that knows it missed data says so
+                            self._gap_found(item)  # type: ignore[arg-type]
+                        append(item)  # type: ignore[arg-type]
+                        if extra is None:
+                            extra = []
+                        extra.append(cls)
+                    elif cls is Heartbeat:
+                        for gap in self.detector.heartbeat(item, received):  # type: ignore[arg-type]
+                            self._gap_found(gap)
+                            append(gap)
+                    elif cls is Notice:
+                        self.notice(item)  # type: ignore[arg-type]
+                    elif cls is Subscribed and self.on_subscribed is not None:
+                        self.on_subscribed(item.symbols)  # type: ignore[union-attr]
+            except ProviderClosed:
+                # What came before the notice still goes on; then the connection is dropped.
+                del events[before:]
+                if events:
+                    await self._pass_on(events, received, used, before_trades, tally, commits)
+                raise
+            except Exception as exc:
+                if isinstance(exc, MalformedFrame):
+                    reason = str(exc) or "unreadable"
+                else:
+                    reason = f"normalizer failed: {type(exc).__name__}: {exc}"
+                self.malformed(frame, reason)  # type: ignore[arg-type]
+                del events[before:]  # the frame's events go with it, to the dead-letter file
+                trades = before_trades
+                if on_commit is not None:
+                    on_commit()  # kept in the dead-letter file: handled
+                continue
+            if extra is not None:
+                if tally is None:
+                    tally = {}
+                for cls in extra:
+                    tally[cls] = tally.get(cls, 0) + 1
+            if len(events) > before:
+                used += 1
+                if on_commit is not None:
+                    if commits is None:
+                        commits = []
+                    commits.append(on_commit)
+            elif on_commit is not None:
                 on_commit()
-            return
-        if not events:
-            if on_commit is not None:
-                on_commit()
-            return
-        self._frames += 1
-        if self._frames % LATENCY_SAMPLE == 0:
-            ts = getattr(events[0], "ts", None)
-            if ts is not None:
-                lag = (received - ts) / 1e9
-                self._latency.observe(max(lag, 0))
+        if events:
+            await self._pass_on(events, received, used, trades, tally, commits)
+
+    async def _pass_on(
+        self,
+        events: list[Event],
+        received: int,
+        used: int,
+        trades: int,
+        tally: dict[type, int] | None,
+        commits: list[Callable[[], None]] | None,
+    ) -> None:
+        """Count, sample the latency, find gaps, build candles and publish one batch."""
+        keys = self._keys
+        counts = self._counts
+        if trades:
+            counts[keys[Trade]] += trades
+        if tally:
+            for cls, n in tally.items():
+                counts[keys[cls]] += n
+        seen = self._frames
+        self._frames = seen + used
+        samples = (seen + used) // LATENCY_SAMPLE - seen // LATENCY_SAMPLE
+        if samples:
+            # One frame in LATENCY_SAMPLE: as many samples as the batch crossed, spread over it.
+            total = len(events)
+            lag: float | None = None
+            for j in range(1, samples + 1):
+                ts = getattr(events[max(total * j // samples - 1, 0)], "ts", None)
+                if ts is not None:
+                    lag = (received - ts) / 1e9
+                    self._latency.observe(max(lag, 0))
+            if lag is not None:
                 self._skew(lag)
         gaps = self.detector.process(events)
         if self.builder is not None:
@@ -178,10 +240,10 @@ class FrameHandler:
             for gap in gaps:
                 self._gap_found(gap)
             events.extend(gaps)
-        if on_commit is None:
+        if commits is None:
             await self.publish(events)
         else:
-            await self.publish(events, on_commit)
+            await self.publish(events, commits[0] if len(commits) == 1 else _CommitAll(commits))
 
     def _skew(self, lag: float) -> None:
         """``clock_skew_seconds{provider}``: receive minus exchange time of a sampled frame
@@ -262,6 +324,19 @@ class FrameHandler:
 
 class ProviderClosed(Exception):
     """A provider notice asked for the connection to be dropped and reopened."""
+
+
+class _CommitAll:
+    """The ``on_commit`` of a batch: calls each frame's, in order."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[Callable[[], None]]) -> None:
+        self.calls = calls
+
+    def __call__(self) -> None:
+        for call in self.calls:
+            call()
 
 
 __all__ = ("FrameHandler", "ProviderClosed", "check_values")

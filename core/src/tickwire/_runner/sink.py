@@ -210,6 +210,13 @@ class RunningSink:
             if spill is None:
                 return False
             return self._to_spill(spill, events)
+        room = self.capacity - self.queued
+        if spill is not None and len(events) > room > 0:
+            # A batch larger than the room left: memory up to the bound, the rest to the spill
+            # file (it is replayed after memory drains, so the order holds).
+            if not self._to_spill(spill, events[room:]):
+                return False
+            events = events[:room]
         self._chunks.append(events)
         self.queued += len(events)
         if self.queued >= self._want and self._data is not None:

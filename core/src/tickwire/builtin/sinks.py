@@ -43,9 +43,7 @@ class NullSink:
     async def write_batch(self, events: Sequence[Event]) -> None:
         """Count ``events``."""
         self.batches += 1
-        counts = self.counts
-        for event in events:
-            counts[KIND[type(event)]] += 1
+        self.counts.update(map(KIND.__getitem__, map(type, events)))
 
     async def aclose(self) -> None:
         """Nothing to close."""

@@ -14,12 +14,14 @@ def connector_for(source: CoinbaseSettings) -> WebSocketConnector:
 
     Compression (permessage-deflate, which Coinbase supports) is off unless
     ``compression = true``: it saves bandwidth on book channels but costs CPU on every frame.
+    ``transport`` picks the websocket library (``picows`` has no compression).
     """
     return WebSocketConnector(
         source.ws_url,
         max_size=MAX_FRAME,
         compression="deflate" if source.compression else None,
         ca_file=source.ca_file,
+        transport=source.transport,
     )
 
 

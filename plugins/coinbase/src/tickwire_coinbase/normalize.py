@@ -54,7 +54,8 @@ def price_of(text: str, what: str = "price") -> Decimal:
 
 _MINUTE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})", re.ASCII)
 _REST = re.compile(r":([0-5][0-9])(?:\.([0-9]+))?(Z|[+-][0-9]{2}:[0-9]{2})", re.ASCII)
-#: Epoch seconds of ``YYYY-MM-DDTHH:MM`` and ``YYYY-MM-DDTHH:MM:SS.`` prefixes already seen.
+#: Epoch seconds of ``YYYY-MM-DDTHH:MM`` prefixes, and epoch nanoseconds of
+#: ``YYYY-MM-DDTHH:MM:SS.`` prefixes, already seen.
 _minute_cache: dict[str, int] = {}
 _second_cache: dict[str, int] = {}
 _CACHE_MAX = 4096
@@ -67,13 +68,13 @@ def parse_time(text: str) -> int:
 
     Any number of fractional digits (beyond nine they are truncated); ``Z`` or a ``±HH:MM``
     offset. Raises :class:`MalformedFrame` for anything else. The fast path (a second already
-    seen, ``Z``, at most nine digits) is a dict lookup and one ``int``.
+    seen, six digits and ``Z``, Coinbase's form) is a dict lookup, one ``int`` and one add.
     """
-    seconds = _second_cache.get(text[:20])  # "YYYY-MM-DDTHH:MM:SS."
-    if seconds is not None and text[-1] == "Z":
-        frac = text[20:-1]
-        if frac.isdigit() and frac.isascii() and len(frac) <= 9:
-            return seconds * 1_000_000_000 + int(frac) * _SCALE[len(frac)]
+    base = _second_cache.get(text[:20])  # "YYYY-MM-DDTHH:MM:SS."
+    if base is not None and len(text) == 27 and text[26] == "Z":
+        frac = text[20:26]
+        if frac.isdigit() and frac.isascii():
+            return base + int(frac) * 1000
     return _parse_time_slow(text)
 
 
@@ -87,10 +88,10 @@ def _parse_time_slow(text: str) -> int:
         raise MalformedFrame(f"not an ISO 8601 time: {text[:40]!r}")
     sec, frac, zone = match.groups()
     seconds = minute + int(sec)
-    if frac is not None:
+    if frac is not None and zone == "Z":
         if len(_second_cache) >= _CACHE_MAX:
             _second_cache.clear()
-        _second_cache[text[:20]] = seconds
+        _second_cache[text[:20]] = seconds * 1_000_000_000
     if zone != "Z":
         hours, minutes = int(zone[1:3]), int(zone[4:6])
         if hours > 23 or minutes > 59:
@@ -241,7 +242,11 @@ class CoinbaseNormalizer:
         if isinstance(msg, _Match):  # match and last_match: the hot path, inline
             price = msg.price
             size = msg.size
-            if price.is_finite() and size.is_finite() and price > _ZERO and size >= _ZERO:
+            try:  # ordering a NaN raises; infinities fail the upper bound
+                sane = _ZERO < price < _INF and _ZERO <= size < _INF
+            except ArithmeticError:
+                sane = False
+            if sane:
                 return (
                     Trade(
                         self.provider,
@@ -318,6 +323,7 @@ class CoinbaseNormalizer:
 
 
 _ZERO = Decimal(0)
+_INF = Decimal("Infinity")
 
 
 def _price(value: Decimal, what: str = "price") -> Decimal:
