@@ -105,7 +105,10 @@ def child(args: argparse.Namespace) -> None:
             ],
             sinks=[],
             bootstrap={"days": 0},
-            runner={"deadletter": str(Path(args.products_file).parent / "deadletter")},
+            runner={
+                "deadletter": str(Path(args.products_file).parent / "deadletter"),
+                "spill_dir": str(Path(args.products_file).parent / "spill"),
+            },
         )
         done = anyio.Event()
         sink = CountingNullSink(args.n, done)
