@@ -17,8 +17,9 @@ subscribed to it, trade ids going on from the fake's last one (no gap for the de
 
 Protocol with the parent, one line each: this prints ``READY <ws_url> <rest_url>``; the parent
 writes ``GO <connections>`` once its pipeline and sinks are up; this waits for that many
-subscribed connections, sends, prints ``SENT <n> <first send ns> <last send ns>`` and waits
-for its stdin to close. Run by ``bench/latency.py`` and ``bench/scale.py``.
+subscribed connections, prepares, prints ``SENDING`` just before the first frame goes out,
+sends, prints ``SENT <n> <first send ns> <last send ns>`` and waits for its stdin to close.
+Run by ``bench/latency.py`` and ``bench/scale.py``.
 """
 
 from __future__ import annotations
@@ -139,6 +140,7 @@ async def paced(
     first = last = 0
     wanted = [table[m.product] for m in makers]
     k = len(makers)
+    print("SENDING", flush=True)
     started = time.perf_counter()
     while sent < total:
         due = min(total, int((time.perf_counter() - started) * rate) + 1)
@@ -179,6 +181,7 @@ async def burst(
         if buf:
             out.append(b"".join(buf))
         chunks[ws] = out
+    print("SENDING", flush=True)
     first = time.time_ns()
     pending = {ws: iter(c) for ws, c in chunks.items()}
     while pending:

@@ -186,6 +186,8 @@ async def one(
                 host0, feed0 = host_cpu()[0], proc_cpu(proc.pid)
                 with anyio.fail_after(seconds + warmup + 120):
                     sent_line = (await read_line(proc.stdout, buf)).split()
+                    while sent_line[0] != "SENT":  # SENDING
+                        sent_line = (await read_line(proc.stdout, buf)).split()
                 sent, first, last = int(sent_line[1]), int(sent_line[2]), int(sent_line[3])
                 # Wait for every sent trade to be committed (or give up after 60 s more).
                 first_us = first // 1000 * 1000

@@ -8,8 +8,9 @@ with value checks, gap detector and 1m candle builder, fan-out, a counting ``nul
 pipeline runs in a fresh child process per size, alone on its interpreter, so its CPU and RSS
 are its own; the fake runs in another process. Per size it prints:
 
-* CPU µs per message: the pipeline process's CPU from the first to the N-th trade reaching the
-  sink, divided by N (the same window the ingest harness uses);
+* CPU µs per message: the pipeline process's CPU from the moment the fake starts writing the
+  burst (relayed to the pipeline process on its stdin) to the N-th trade reaching the sink,
+  divided by N;
 * msgs/s over that window (the fake is not the limit: it writes pre-built frames);
 * RSS after the run, and per subscribed symbol: ``(RSS_k - RSS_1) / (k - 1)``, the growth of
   the process over the 1-product run, so interpreter and imports cancel out (one process per
@@ -55,6 +56,7 @@ def rss_kib(pid: int | str = "self") -> int:
 
 def child(args: argparse.Namespace) -> None:
     import anyio
+    import anyio.to_thread
 
     import tickwire_coinbase
     from tickwire import Pipeline, Settings
@@ -67,7 +69,7 @@ def child(args: argparse.Namespace) -> None:
     products = Path(args.products_file).read_text().split()
 
     class CountingNullSink(NullSink):
-        """The ``null`` sink, noting CPU and clock at the first and the N-th fresh trade."""
+        """The ``null`` sink, noting CPU and clock once the N-th fresh trade arrived."""
 
         def __init__(self, n: int, done: anyio.Event) -> None:
             super().__init__()
@@ -79,13 +81,18 @@ def child(args: argparse.Namespace) -> None:
         async def write_batch(self, events: Sequence[Event]) -> None:
             await super().write_batch(events)
             since = self.since
-            fresh = sum(1 for e in events if type(e) is Trade and e.ts >= since)  # type: ignore[attr-defined]
-            if fresh and not self.trades:
-                self.t0, self.c0 = time.perf_counter(), time.process_time()
-            self.trades += fresh
+            self.trades += sum(1 for e in events if type(e) is Trade and e.ts >= since)  # type: ignore[attr-defined]
             if self.trades >= self.n and not self.done.is_set():
                 self.t1, self.c1 = time.perf_counter(), time.process_time()
                 self.done.set()
+
+    async def started(sink: CountingNullSink) -> None:
+        """The window opens when the fake says it sends the first frame (relayed on stdin):
+        counting from the first trade at the sink would miss what the readers do before the
+        sink's first batch, and with many connections that is most of a burst."""
+        line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+        if line.startswith("GO"):
+            sink.t0, sink.c0 = time.perf_counter(), time.process_time()
 
     async def run() -> dict[str, Any]:
         if args.tracemalloc:
@@ -115,11 +122,14 @@ def child(args: argparse.Namespace) -> None:
         pipeline = Pipeline(
             settings, plugins=(tickwire_coinbase,), entry_points=False, sinks=[sink]
         )
-        async with pipeline:
+        async with pipeline, anyio.create_task_group() as tg:
             sink.since = time.time_ns() // 1000 * 1000
+            tg.start_soon(started, sink)
             print(f"UP {len(pipeline.connections)}", flush=True)
             with anyio.fail_after(args.timeout):
                 await done.wait()
+            if not sink.c0:
+                raise RuntimeError("the window never opened (no GO from the parent)")
             rss1 = rss_kib()
             traced = 0
             if args.tracemalloc:
@@ -127,6 +137,7 @@ def child(args: argparse.Namespace) -> None:
 
                 traced = tracemalloc.get_traced_memory()[0]
             pipeline.stop()
+            tg.cancel_scope.cancel()
         return {
             "trades": sink.trades,
             "elapsed": sink.t1 - sink.t0,
@@ -191,14 +202,18 @@ def one(size: int, n: int, work: Path, tracemalloc: bool, profile: str | None) -
             cmd.append("--tracemalloc")
         if profile:
             cmd += ["--profile", profile]
-        pipe = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        assert pipe.stdout is not None
+        pipe = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert pipe.stdout is not None and pipe.stdin is not None
         try:
             up = pipe.stdout.readline().split()
             if not up or up[0] != "UP":
                 raise RuntimeError(f"pipeline child did not start: {up}")
             feed.stdin.write(f"GO {up[1]}\n")
             feed.stdin.flush()
+            if feed.stdout.readline().strip() != "SENDING":
+                raise RuntimeError("the feed did not start sending")
+            pipe.stdin.write("GO\n")
+            pipe.stdin.flush()
             line = pipe.stdout.readline()
             while line and not line.startswith("RESULT "):
                 line = pipe.stdout.readline()
