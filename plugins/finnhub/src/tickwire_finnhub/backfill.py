@@ -35,6 +35,7 @@ import msgspec
 from tickwire.events import Candle, Event, Gap, Interval
 from tickwire.protocols import RateLimited
 from tickwire.rest import retry_after
+from tickwire.tls import client_context
 from tickwire_finnhub.normalize import PROVIDER
 from tickwire_finnhub.settings import FinnhubSettings, Market
 
@@ -134,6 +135,9 @@ class FinnhubBackfiller:
             },
             timeout=self._timeout,
             transport=self._transport,
+            # One context per process (httpx would load the CA store for every client: ~200 ms when
+            # busy); `ca_file` trusts a private CA.
+            verify=client_context(self._settings.ca_file),
         )
 
     async def _get(
