@@ -10,7 +10,7 @@
 Each finding is a :class:`~tickwire.events.Gap` event: stored by the sinks and handed to the
 provider's backfill hook. The gaps the detector reports for one symbol never overlap: a span
 that starts inside one already reported is cut to begin where that one ended (and dropped when
-nothing is left), so the stored gaps never show the same span twice.
+it ends inside it), so the stored gaps never show the same span twice.
 
 Gaps from elsewhere (a provider that reports its own, the candle refetch after a trade gap, the
 seam between bootstrap and stream) can still overlap. :func:`group_gaps` finds the runs of gaps
@@ -58,11 +58,19 @@ class GapDetector:
         self._reported: dict[str, int] = {}
 
     def _gap(self, out: list[Gap], symbol: str, start: int, end: int, reason: GapReason) -> None:
-        """Report ``[start, end)`` less what was already reported for ``symbol`` (if any)."""
-        start = max(start, self._reported.get(symbol, start))
-        if end > start:
-            self._reported[symbol] = end
-            out.append(Gap(self.provider, symbol, "trades", start, end, reason))
+        """Report ``[start, end)`` less what was already reported for ``symbol`` (if any).
+
+        A gap that ends where (or before) the last one ended is inside it: not reported again.
+        A gap of no length (the missing trades had the same timestamp as those around them) is
+        still reported: it says trades are missing at that instant.
+        """
+        reported = self._reported.get(symbol)
+        if reported is not None:
+            if end <= reported:
+                return
+            start = max(start, reported)
+        self._reported[symbol] = end if reported is None else max(end, reported)
+        out.append(Gap(self.provider, symbol, "trades", start, end, reason))
 
     def process(self, events: Sequence[Event]) -> list[Gap]:
         """Look at a batch of events; return the gaps they reveal."""
