@@ -31,11 +31,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 SHARED = ROOT.parent / "shared" / "bench"
 PY = sys.executable
-#: Lines of a benchmark's output that the summary repeats (figure vs reference).
-KEY = re.compile(
-    r"target|reference|/ floor|CLIENT |floor\)|->|met\b|µs/frame|us/msg|^\s*(sink|floor)\b",
-    re.IGNORECASE,
-)
+#: Lines of any benchmark's output that the summary repeats (figure vs reference).
+KEY = r"target|reference|-> (NOT )?met"
 
 
 @dataclass
@@ -48,6 +45,11 @@ class Step:
     env: dict[str, str] = field(default_factory=dict)
     #: Why it cannot run here, or ``None``.
     missing: str | None = None
+    #: Lines of its output the summary repeats, besides :data:`KEY`.
+    keep: str = r"$^"
+
+    def wanted(self, line: str) -> bool:
+        return bool(re.search(KEY, line) or re.search(self.keep, line))
 
 
 def ingest_steps() -> list[Step]:
@@ -78,6 +80,7 @@ def ingest_steps() -> list[Step]:
             cwd=SHARED,
             env={**base, "PRODUCTS": "BTC-USD,ETH-USD"},
             missing=missing,
+            keep=r"^CLIENT ",
         ),
         Step(
             "ingest-1000",
@@ -86,6 +89,7 @@ def ingest_steps() -> list[Step]:
             cwd=SHARED,
             env={**base, "PRODUCTS": many},
             missing=missing,
+            keep=r"^CLIENT ",
         ),
     ]
 
@@ -99,48 +103,56 @@ def steps() -> list[Step]:
             "normalize stage CPU µs/frame vs the coinbase normalizer alone",
             [*py, "bench/hot_path.py", "--n", "200000"],
             big=["--n", "1000000"],
+            keep="µs/frame",
         ),
         Step(
             "latency",
             "server send -> sink commit p50/p99/max at 10k and 50k msgs/s, SQLite/Redis/PG",
-            [*py, "bench/latency.py", "--seconds", "5"],
+            [*py, "bench/latency.py", "--seconds", "4"],
             big=["--seconds", "30"],
+            keep=r"^(sink |SQLite|Redis|PostgreSQL)",
         ),
         Step(
             "sqlite_sink",
             "rows/s: SQLite sink vs bare executemany",
             [*py, "bench/sqlite_sink.py", "--rows", "200000", "--rounds", "3"],
             big=["--rows", "1000000", "--rounds", "5"],
+            keep=r"median|/ floor",
         ),
         Step(
             "redis_sink",
             "events/s: Redis sink vs bare pipelined redis-py",
             [*py, "bench/redis_sink.py", "--events", "100000", "--repeat", "3"],
             big=["--events", "500000", "--repeat", "5"],
+            keep=r"^(workload|trades|mixed) ",
         ),
         Step(
             "timescale_sink",
             "rows/s: PostgreSQL (timescale) sink vs bare COPY",
             [*py, "bench/timescale_sink.py", "--rows", "200000", "--rounds", "3"],
             big=["--rows", "1000000", "--rounds", "5"],
+            keep=r"median|/ floor",
         ),
         Step(
             "nats_bus",
             "msgs/s: NATS JetStream sink and bus source vs bare nats-py",
             [*py, "bench/nats_bus.py", "--events", "100000"],
             big=["--events", "500000"],
+            keep=r"^(floor|sink|writer) ",
         ),
         Step(
             "ccxtpro",
             "trades/s: ccxt plugin vs ccxt.pro alone",
             [*py, "bench/ccxtpro.py", "--n", "100000"],
             big=["--n", "500000"],
+            keep="trades/s",
         ),
         Step(
             "scale",
             "CPU µs/msg and memory per symbol, 1..10,000 products",
-            [*py, "bench/scale.py", "--n", "200000"],
-            big=["--n", "1000000", "--repeat", "3"],
+            [*py, "bench/scale.py", "--n", "100000", "--repeat", "3"],
+            big=["--n", "1000000", "--repeat", "5"],
+            keep=r"^\s*products|^\s*[\d,]+\s+\d+\s",
         ),
     ]
 
@@ -160,7 +172,7 @@ def run(step: Step, big: bool) -> tuple[int, float, list[str]]:
         for line in proc.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
-            if KEY.search(line):
+            if step.wanted(line):
                 keep.append(line.rstrip())
     return proc.returncode, time.monotonic() - started, keep
 
