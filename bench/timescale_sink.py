@@ -119,7 +119,7 @@ class Floor(Method):
         self.schema = schema
         self.conn = await asyncpg.connect(DSN)
         # The sink creates the schema and trades; the floor's table copies trades' columns.
-        async with TimescaleSink(TimescaleSettings(dsn=DSN, schema=schema)):  # type: ignore[arg-type]
+        async with TimescaleSink(TimescaleSettings(dsn=DSN, schema=schema)):  # type: ignore[call-arg]
             pass
         await self.conn.execute(f"CREATE TABLE {schema}.floor (LIKE {schema}.trades)")
         self.records = [records_of(b) for b in batches]
@@ -143,7 +143,7 @@ class FloorCodecs(Floor):
 
     async def setup(self, schema: str, batches: list[list[Trade]]) -> None:
         self.schema = schema
-        self.sink = TimescaleSink(TimescaleSettings(dsn=DSN, schema=schema, pool_size=1))  # type: ignore[arg-type]
+        self.sink = TimescaleSink(TimescaleSettings(dsn=DSN, schema=schema, pool_size=1))  # type: ignore[call-arg]
         await self.sink.open()
         self.conn = await self.sink.pool.acquire()
         await self.conn.execute(f"CREATE TABLE {schema}.floor (LIKE {schema}.trades)")
@@ -167,7 +167,7 @@ class FloorCodecs(Floor):
 
 class ThroughSink(Method):
     async def setup(self, schema: str, batches: list[list[Trade]]) -> None:
-        settings = TimescaleSettings(dsn=DSN, schema=schema)  # type: ignore[arg-type]
+        settings = TimescaleSettings(dsn=DSN, schema=schema)  # type: ignore[call-arg]
         self.sink = TimescaleSink(settings)
         await self.sink.open()
         async with self.sink.pool.acquire() as conn:
@@ -179,6 +179,7 @@ class ThroughSink(Method):
 
     async def write(self, i: int) -> None:
         batch = self.batches[i]
+        assert self.sink is not None
         await self.sink.write_batch(batch[:-1] if i == 0 else batch)
 
     async def close(self) -> None:
@@ -213,6 +214,7 @@ class Unnest(ThroughSink):
             (t.provider, t.symbol, t.ts, t.received_ts, t.price, t.size, t.side, t.trade_id)
             for t in batch
         ]
+        assert self.sink is not None
         async with self.sink.pool.acquire() as conn, conn.transaction():
             await conn.execute(self.sql, *zip(*rows, strict=True))
 

@@ -149,7 +149,7 @@ def encode(value: object) -> bytes:
     kind = type(value)
     if kind is float:
         raise TypeError("a float is not an exact numeric; pass a Decimal")
-    text = value if kind is str else str(value)
+    text = value if isinstance(value, str) else str(value)
     data = _cache.get(text)
     if data is None:
         data = encode_text(text)
