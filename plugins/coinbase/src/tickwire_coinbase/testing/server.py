@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import math
 import random
+import ssl
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +187,7 @@ class FakeCoinbase:
     :param any_product: also accept (and create) any ``BASE-QUOTE`` product on subscribe.
     :param credentials: ``(key, base64 secret, passphrase)`` it accepts for signed subscribes.
     :param now: nanoseconds at which the synthetic history ends (default: the clock).
+    :param ssl_context: serve TLS (``wss://`` and ``https://``) with this server context.
     """
 
     def __init__(
@@ -202,8 +204,10 @@ class FakeCoinbase:
         any_product: bool = False,
         credentials: tuple[str, str, str] | None = None,
         now: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self.port = port
         self.seed = seed
         self.subscribe_deadline = subscribe_deadline
@@ -239,6 +243,7 @@ class FakeCoinbase:
             process_request=self._process_request,
             compression="deflate",
             max_size=2**20,
+            ssl=self.ssl_context,
         )
         sock = next(iter(self._server.sockets))
         self.port = sock.getsockname()[1]
@@ -268,12 +273,12 @@ class FakeCoinbase:
     @property
     def ws_url(self) -> str:
         """The feed, for ``ws_url``."""
-        return f"ws://{self.host}:{self.port}"
+        return f"{'wss' if self.ssl_context else 'ws'}://{self.host}:{self.port}"
 
     @property
     def rest_url(self) -> str:
         """The REST base, for ``rest_url``."""
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.ssl_context else 'http'}://{self.host}:{self.port}"
 
     @property
     def products(self) -> list[str]:
@@ -490,6 +495,12 @@ class FakeCoinbase:
             if not self._clients:
                 break
             await asyncio.sleep(0.01)
+
+    async def close_connections(self, code: int = 1000, reason: str = "") -> None:
+        """Close every feed connection with a close frame (``code``, ``reason``)."""
+        for client in list(self._clients):
+            with contextlib.suppress(ConnectionClosed):
+                await client.ws.close(code, reason)
 
     async def send_raw(self, text: str | bytes) -> None:
         """Send ``text`` as is to every open feed connection (malformed frames, say)."""
