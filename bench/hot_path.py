@@ -2,8 +2,9 @@
 
 Feeds pre-encoded Coinbase ``match`` frames straight into the normalize stage
 (:class:`tickwire._runner.normalize.FrameHandler`: the coinbase normalizer, value checks, gap
-detector, candle builder, fan-out into a running ``null`` sink) and prints µs per frame next to
-the same frames through the coinbase normalizer alone (the floor of the stage)::
+detector, candle builder, fan-out into a running ``null`` sink), one frame per call and 64 per
+call (``handle_batch``, as a connection's ``batches()`` delivers them), and prints µs per frame
+next to the same frames through the coinbase normalizer alone (the floor of the stage)::
 
     uv run --all-packages python bench/hot_path.py [--n 200000]
 """
@@ -15,6 +16,8 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -56,18 +59,8 @@ def frames(n: int) -> list[str]:
     return out
 
 
-async def main(n: int) -> None:
-    data = frames(n)
-    plugins = Plugins()
-    info = plugins.provider("coinbase")
-    source = info.settings(provider="coinbase", symbols=["BTC-USD", "ETH-USD"])
-    normalize = plugins.normalizer(source, info)
-
-    started = time.process_time()
-    for frame in data:
-        normalize(frame, 0)
-    floor = (time.process_time() - started) / n * 1e6
-
+async def stage(data: list[str], plugins: Plugins, source: Any, info: Any, batch: int) -> float:
+    """CPU µs per frame through the normalize stage, ``batch`` frames per call."""
     metrics = Metrics()
     sink = RunningSink(SinkSettings(type="null"), NullSink(), metrics)
     fanout = Fanout([sink])
@@ -79,28 +72,42 @@ async def main(n: int) -> None:
         CandleBuilder(["1m"]),
         fanout.publish,
         lambda gaps: None,
-        DeadLetter(__import__("pathlib").Path("/tmp/tw-bench-dl")),
+        DeadLetter(Path("/tmp/tw-bench-dl")),
         metrics,
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(sink.run)
         await anyio.sleep(0.01)
         started = time.process_time()
-        handle = handler.handle
-        for i, frame in enumerate(data):
-            await handle(frame)
-            if i % 2000 == 0:
-                await (
-                    anyio.lowlevel.checkpoint()
-                )  # let the sink writer drain, as the event loop would
-        path = (time.process_time() - started) / n * 1e6
+        handle_batch = handler.handle_batch
+        for i in range(0, len(data), batch):
+            await handle_batch(data[i : i + batch])
+            if i % 2048 < batch:
+                await anyio.lowlevel.checkpoint()  # let the sink writer drain, as the loop would
+        path = (time.process_time() - started) / len(data) * 1e6
         sink.close()
+    assert sink.written >= len(data)
+    return path
+
+
+async def main(n: int) -> None:
+    data = frames(n)
+    plugins = Plugins()
+    info = plugins.provider("coinbase")
+    source = info.settings(provider="coinbase", symbols=["BTC-USD", "ETH-USD"])
+    normalize = plugins.normalizer(source, info)
+
+    started = time.process_time()
+    for frame in data:
+        normalize(frame, 0)
+    floor = (time.process_time() - started) / n * 1e6
     print(f"coinbase normalizer alone: {floor:.2f} µs/frame")
-    print(
-        f"normalize stage (normalizer + checks + gaps + candles + fan-out + null sink): "
-        f"{path:.2f} µs/frame; core's share {path - floor:.2f} µs"
-    )
-    assert sink.written >= n
+    for batch in (1, 64):
+        path = await stage(data, plugins, source, info, batch)
+        print(
+            f"normalize stage, {batch} frame(s) per call (normalizer + checks + gaps + candles + "
+            f"fan-out + null sink): {path:.2f} µs/frame; core's share {path - floor:.2f} µs"
+        )
 
 
 if __name__ == "__main__":
