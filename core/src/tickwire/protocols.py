@@ -188,7 +188,13 @@ SinkRegistrar: TypeAlias = Callable[[SinkInfo], None]
 
 @runtime_checkable
 class Connection(Protocol):
-    """One open connection to a provider: frames in, messages out."""
+    """One open connection to a provider: frames in, messages out.
+
+    A connection may also offer ``batches()``: an async iterator of lists of frames (those that
+    arrived together). The runner then reads that instead of ``__aiter__`` and passes each list
+    through the normalize stage and the fan-out at once (the transports in
+    :mod:`tickwire.transport` do).
+    """
 
     async def send(self, message: Frame) -> None:
         """Send one message to the provider (the runner paces calls by the provider's limits)."""
