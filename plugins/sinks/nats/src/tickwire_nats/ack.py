@@ -4,23 +4,22 @@ Only once every sink of the writer's pipeline has durably written every event th
 produced. Until then a crash must leave the message unacknowledged, so JetStream delivers it
 again (to this writer after a restart, or to another writer of the same durable consumer).
 
-Core's runner hands a frame's events to the sinks' buffers and moves on; it does not (yet) say
-when they were written. Two ways to learn it:
+Two ways to learn when the sinks wrote a frame's events:
 
-1. **Core support** (proposed, see the README): a connection yields
+1. **Core support** (tickwire core has it): a connection yields
    ``tickwire.protocols.Acked(frame, on_commit)`` and the runner calls ``on_commit()`` once every
    sink wrote the frame's events. The ``nats`` provider uses it when core has it.
-2. **Until then**, :class:`CommitTracker`, bound with :func:`attach`: every running sink is a
-   FIFO (its buffer is a queue of chunks; batches are taken from the head, whole chunks only,
-   and a batch is retried until written before the next is taken), so the sink's ``written``
-   counter is a watermark. The tracker counts the events each sink *accepted*; when a message's
-   frame has been handled (the runner asks the connection for the next frame only after its
-   events are queued in every sink), the connection notes the accepted counts as the message's
-   mark, and acks it once each sink's ``written`` reached its mark. Events other sources queued
-   in between only move the mark on; nothing is acked early. This leans on the runner's
-   internals (``Pipeline.running_sinks``, ``RunningSink.offer`` and ``written``), which is why it
-   is opt-in through :func:`attach` (the ``tickwire-nats-writer`` command does it) and why the
-   core hook is the lasting fix.
+2. **On an older core** without ``Acked``, :class:`CommitTracker`, bound with :func:`attach`:
+   every running sink is a FIFO (its buffer is a queue of chunks; batches are taken from the
+   head, whole chunks only, and a batch is retried until written before the next is taken), so
+   the sink's ``written`` counter is a watermark. The tracker counts the events each sink
+   *accepted*; when a message's frame has been handled (the runner asks the connection for the
+   next frame only after its events are queued in every sink), the connection notes the accepted
+   counts as the message's mark, and acks it once each sink's ``written`` reached its mark.
+   Events other sources queued in between only move the mark on; nothing is acked early. This
+   leans on the runner's internals (``Pipeline.running_sinks``, ``RunningSink.offer`` and
+   ``written``), which is why it is opt-in through :func:`attach` (the ``tickwire-nats-writer``
+   command does it) and why the core hook is the lasting fix.
 
 Counting only ``written`` (without the accepted count) would not be sound: while a batch is
 being written it is in neither ``queued`` nor ``written``, so no mark read from those two

@@ -1,5 +1,6 @@
 """``tickwire-nats-writer``: run a writer (a pipeline whose sources are ``nats``) with
-ack-after-commit, until core's ``tickwire run`` can report commits itself.
+ack-after-commit and the writer's defaults (``tickwire run`` is a correct writer too on a core
+with ``Acked``; this also works on an older one).
 
 ::
 
