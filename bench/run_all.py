@@ -70,6 +70,8 @@ def ingest_steps() -> list[Step]:
         "CLIENTS": os.environ.get("CLIENTS", clients),
         "QUIET_WAIT": os.environ.get("QUIET_WAIT", "0"),
         "RUNS": os.environ.get("RUNS", "1"),
+        # A run with other load is tagged CONTAMINATED and kept (not retried) unless asked.
+        "RETRY_CONTAMINATED": os.environ.get("RETRY_CONTAMINATED", "0"),
     }
     many = ",".join(f"S{i:04d}-USD" for i in range(1000))
     return [
