@@ -185,11 +185,6 @@ async def test_trades_and_candles_equal_the_fake_exactly_across_a_restart(
     assert [r[0] for r in texts] == ["101.00"]  # the scale the exchange sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: after a restart the feed's last_match re-enters the candle builder, which "
-    "then writes a one-trade 'built' candle over the full stored candle of its minute",
-)
 async def test_the_candle_of_the_last_minute_before_a_restart_survives_it(
     pg: asyncpg.Connection, schema: str, tmp_path: Path
 ) -> None:

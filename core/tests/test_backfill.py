@@ -327,6 +327,19 @@ def test_a_gap_inside_one_already_reported_is_cut_to_its_new_part() -> None:
     ]
 
 
+def test_trades_seen_before_are_marked_replayed_for_the_batch_only() -> None:
+    detector = GapDetector("p", sequential=True)
+    t = lambda ts, tid, sym="A": Trade("p", sym, ts, ts, Decimal(1), Decimal(1), None, str(tid))  # noqa: E731
+    first = [t(1, 1), t(2, 2), t(2, 7, "B")]
+    assert detector.process(first) == [] and detector.replayed == []
+    again = [t(2, 2), t(3, 3), t(2, 7, "B"), t(1, 1)]  # a reconnect's last_match, then more
+    assert detector.process(again) == []
+    assert detector.replayed == [again[0], again[2], again[3]]
+    assert detector.process([t(4, 4)]) == [] and detector.replayed == []
+    unsequenced = GapDetector("p", sequential=False)
+    assert unsequenced.process(first + first) == [] and unsequenced.replayed == []
+
+
 def test_missing_trades_within_one_timestamp_are_still_reported_once() -> None:
     detector = GapDetector("p", sequential=True)
     t = lambda ts, tid: Trade("p", "A", ts, ts, Decimal(1), Decimal(1), None, str(tid))  # noqa: E731

@@ -241,12 +241,14 @@ def pipeline(
     plugins: tuple[object, ...] = (),
     runner: dict[str, Any] | None = None,
     extra_sinks: tuple[Any, ...] = (),
+    candles: tuple[str, ...] = (),
 ) -> Pipeline:
-    """The real pipeline (no entry points: only the plugins each test names)."""
+    """The real pipeline (no entry points: only the plugins each test names), building the
+    ``candles`` intervals (none by default)."""
     settings = Settings(
         sources=sources,
         sinks=sinks,
-        candles={"intervals": []},
+        candles={"intervals": list(candles)},
         bootstrap={"days": 0},
         runner={
             "backoff_initial": "50ms",

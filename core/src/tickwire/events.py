@@ -170,6 +170,23 @@ def event_time(event: Event) -> int:
     return event.ts
 
 
+def candle_replaces(new: Candle, old: Candle) -> bool:
+    """Whether a sink holding ``old`` stores ``new`` in its place (same provider, symbol,
+    interval and start). Every sink applies this one rule (its SQL spells it out):
+
+    * the provider's own candle (``stream`` or ``backfill``) replaces anything;
+    * a ``built`` candle never replaces the provider's own;
+    * a ``built`` candle replaces a ``built`` one unless it counts fewer trades: a builder that
+      restarted mid-bucket, or saw a replayed trade of a bucket long closed, knows only part
+      of it, and must not overwrite the whole one stored before.
+    """
+    if new.source != "built":
+        return True
+    if old.source != "built":
+        return False
+    return new.trades is None or old.trades is None or new.trades >= old.trades
+
+
 __all__ = (
     "EVENT_TYPES",
     "INTERVAL_NS",
@@ -189,6 +206,7 @@ __all__ = (
     "Quote",
     "Side",
     "Trade",
+    "candle_replaces",
     "event_time",
     "from_json",
     "to_json",

@@ -44,6 +44,7 @@ class GapDetector:
         "_pending_hb",
         "_reported",
         "provider",
+        "replayed",
         "sequential",
     )
 
@@ -56,6 +57,8 @@ class GapDetector:
         self._pending_hb: dict[str, int] = {}
         #: The end of the last gap reported per symbol: a later gap starts there at the earliest.
         self._reported: dict[str, int] = {}
+        #: The last batch's trades whose id was already seen (see :meth:`process`).
+        self.replayed: list[Trade] = []
 
     def _gap(self, out: list[Gap], symbol: str, start: int, end: int, reason: GapReason) -> None:
         """Report ``[start, end)`` less what was already reported for ``symbol`` (if any).
@@ -73,8 +76,16 @@ class GapDetector:
         out.append(Gap(self.provider, symbol, "trades", start, end, reason))
 
     def process(self, events: Sequence[Event]) -> list[Gap]:
-        """Look at a batch of events; return the gaps they reveal."""
+        """Look at a batch of events; return the gaps they reveal.
+
+        Afterwards :attr:`replayed` holds the batch's trades whose sequential id was seen
+        before (a replay, or one that came after its gap was reported): the candle builder
+        leaves them out, so a reconnect does not count a trade twice.
+        """
         gaps: list[Gap] = []
+        replayed = self.replayed
+        if replayed:
+            replayed.clear()
         last_id = self._last_id
         last_ts = self._last_ts
         down = self._down
@@ -100,6 +111,10 @@ class GapDetector:
                     if prev is None or tid > prev:
                         last_id[symbol] = tid
                         last_ts[symbol] = event.ts
+                    else:
+                        # Seen already: a provider replays its last trade on (re)subscribing
+                        # (Coinbase's last_match). Stored idempotently; not counted twice.
+                        replayed.append(event)
                     self._pending_hb.pop(symbol, None)
                     continue
             if event.ts > last_ts.get(symbol, 0):

@@ -231,9 +231,14 @@ class FrameHandler:
                     self._latency.observe(max(lag, 0))
             if lag is not None:
                 self._skew(lag)
-        gaps = self.detector.process(events)
+        detector = self.detector
+        gaps = detector.process(events)
         if self.builder is not None:
-            candles = self.builder.process(events)
+            if detector.replayed:
+                again = {id(t) for t in detector.replayed}
+                candles = self.builder.process(e for e in events if id(e) not in again)
+            else:
+                candles = self.builder.process(events)
             if candles:
                 events.extend(candles)
         if gaps:

@@ -56,7 +56,13 @@ def trade(ts: int, i: int, symbol: str = "BTC-USD", tid: str | None = "auto") ->
     )
 
 
-def candle(start: int, close: str = "2", source: str = "built", interval: str = "1m") -> Candle:
+def candle(
+    start: int,
+    close: str = "2",
+    source: str = "built",
+    interval: str = "1m",
+    trades: int | None = 4,
+) -> Candle:
     return Candle(
         "cb",
         "BTC-USD",
@@ -67,7 +73,7 @@ def candle(start: int, close: str = "2", source: str = "built", interval: str = 
         D("0.5"),
         D(close),  # type: ignore[arg-type]
         D(10),
-        4,
+        trades,
         source=source,
     )  # type: ignore[arg-type]
 
@@ -406,6 +412,32 @@ async def test_a_built_candle_never_replaces_a_stream_or_backfill_one(
         candle(start + MINUTE, "9", "backfill"),
         candle(start + 2 * MINUTE, "5", "stream"),
     ]
+    await sink.aclose()
+
+
+async def test_a_built_candle_with_fewer_trades_keeps_the_stored_one(
+    client: aioredis.Redis, prefix: str, make_sink: MakeSink
+) -> None:
+    # A builder restarted mid-bucket (or shown a replayed trade) knows part of the bucket only.
+    start = now_ns() // MINUTE * MINUTE - 10 * MINUTE
+    key = f"{prefix}:candle:cb:BTC-USD:1m"
+    sink = make_sink()
+    await sink.open()
+    await sink.write_batch([candle(start, "5", trades=7)])
+    await sink.write_batch([candle(start, "6", trades=1)])  # later batch: kept out
+    # Same batch: the fuller one stays, whatever the order.
+    await sink.write_batch(
+        [candle(start + MINUTE, "5", trades=7), candle(start + MINUTE, "6", trades=1)]
+    )
+    await sink.write_batch([candle(start + 2 * MINUTE, "6", trades=None)])
+    await sink.write_batch([candle(start + 2 * MINUTE, "4", trades=3)])  # no count to beat
+    assert await zcandles(client, key) == [
+        candle(start, "5", trades=7),
+        candle(start + MINUTE, "5", trades=7),
+        candle(start + 2 * MINUTE, "4", trades=3),
+    ]
+    await sink.write_batch([candle(start, "7", trades=8)])  # a correction adds trades
+    assert (await zcandles(client, key))[0] == candle(start, "7", trades=8)
     await sink.aclose()
 
 

@@ -90,12 +90,20 @@ def test_stored_trades_are_the_first_of_each_key(batch: list[Trade]) -> None:
 @settings(max_examples=60, deadline=None)
 @given(st.lists(candles(), max_size=40))
 def test_stored_candles_follow_the_source_rule(batch: list[Candle]) -> None:
-    # Model: a later write replaces the row, unless it is built and the row is not.
+    # Model: a later write replaces the row unless it is built and the row is not, or both
+    # are built and it counts fewer trades.
     expected: dict[tuple[str, str, str, int], Candle] = {}
     for c in batch:
         key = (c.provider, c.symbol, c.interval, c.start)
         old = expected.get(key)
-        if old is None or c.source != "built" or old.source == "built":
+        if (
+            old is None
+            or c.source != "built"
+            or (
+                old.source == "built"
+                and (c.trades is None or old.trades is None or c.trades >= old.trades)
+            )
+        ):
             expected[key] = c
 
     async def body(sink: SqliteSink) -> list[Candle]:

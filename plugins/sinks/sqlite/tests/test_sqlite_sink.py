@@ -277,6 +277,24 @@ async def test_a_built_candle_never_overwrites_the_providers_own(
 
 
 @pytest.mark.anyio
+async def test_a_built_candle_with_fewer_trades_keeps_the_stored_one(tmp_path: Path) -> None:
+    # A builder restarted mid-bucket (or shown a replayed trade) knows part of the bucket only.
+    whole = candle(close="5", trades=7, volume=Decimal("3.5"))
+    part = candle(close="6", trades=1, volume=Decimal("0.5"))
+    more = candle(close="7", trades=8, volume=Decimal("4"))
+    counted_by_quotes = candle(close="8", trades=None, basis="mid")
+    async with make_sink(tmp_path / "t.db") as sink:
+        await sink.write_batch([whole])
+        await sink.write_batch([part])
+        await sink.write_batch([whole, part])  # also within one batch
+        assert await sink.candles("coinbase", "BTC-USD", "1m") == [whole]
+        await sink.write_batch([more])  # a correction adds trades: it replaces
+        assert await sink.candles("coinbase", "BTC-USD", "1m") == [more]
+        await sink.write_batch([counted_by_quotes])  # no count to compare: the later one
+        assert await sink.candles("coinbase", "BTC-USD", "1m") == [counted_by_quotes]
+
+
+@pytest.mark.anyio
 async def test_provider_candles_replace_built_ones_and_each_other(tmp_path: Path) -> None:
     built, stream, backfill = candle(), candle(source="stream"), candle(source="backfill")
     async with make_sink(tmp_path / "t.db") as sink:

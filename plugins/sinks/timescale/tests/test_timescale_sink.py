@@ -87,7 +87,9 @@ async def test_quotes_in_one_microsecond_keep_the_last(
     assert await sink.pool.fetchval(f"SELECT count(*) FROM {schema_name}.quotes") == 1
 
 
-def _candle(start: int, close: str, source: str, closed: bool = True) -> Candle:
+def _candle(
+    start: int, close: str, source: str, closed: bool = True, trades: int | None = 2
+) -> Candle:
     return Candle(
         "p",
         "X",
@@ -98,7 +100,7 @@ def _candle(start: int, close: str, source: str, closed: bool = True) -> Candle:
         Decimal(1),
         Decimal(close),
         Decimal(5),
-        2,
+        trades,
         closed=closed,
         source=source,  # type: ignore[arg-type]
     )
@@ -124,6 +126,24 @@ async def test_built_candle_never_overwrites_a_provider_candle(
     assert tuple(await sink.pool.fetchrow(q, nxt)) == (Decimal(7), "stream", True)
     assert await sink.candle_starts("p", "X", "1m", start, nxt + 1) == [start, nxt]
     assert await sink.candle_starts("p", "X", "1m", start + 1, nxt) == []
+
+
+async def test_a_built_candle_with_fewer_trades_keeps_the_stored_one(
+    sink: TimescaleSink, schema_name: str
+) -> None:
+    # A builder restarted mid-bucket (or shown a replayed trade) knows part of the bucket only.
+    start = _now_minute()
+    q = f"SELECT close, trades FROM {schema_name}.candles WHERE start = $1"
+    await sink.write_batch([_candle(start, "5", "built", trades=7)])
+    await sink.write_batch([_candle(start, "6", "built", trades=1)])
+    assert tuple(await sink.pool.fetchrow(q, start)) == (Decimal(5), 7)
+    nxt = start + 60 * NS_PER_SECOND  # within one batch alike
+    await sink.write_batch([_candle(nxt, "5", "built", trades=7), _candle(nxt, "6", "built", 1)])
+    assert tuple(await sink.pool.fetchrow(q, nxt)) == (Decimal(5), 7)
+    await sink.write_batch([_candle(start, "7", "built", trades=8)])  # a correction: replaces
+    assert tuple(await sink.pool.fetchrow(q, start)) == (Decimal(7), 8)
+    await sink.write_batch([_candle(start, "8", "built", trades=None)])  # no count: replaces
+    assert tuple(await sink.pool.fetchrow(q, start)) == (Decimal(8), None)
 
 
 async def test_gap_status_is_updated_by_later_writes(sink: TimescaleSink) -> None:

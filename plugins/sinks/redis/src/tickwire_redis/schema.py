@@ -12,8 +12,9 @@ than one per event):
 
 * :data:`TRADES_LUA` appends trades to a stream under ids derived from their event time, and
   skips a trade that is already there (a retried batch adds nothing);
-* :data:`CANDLES_LUA` replaces the candle of a bucket, except that a ``built`` candle never
-  replaces a ``stream`` or ``backfill`` one;
+* :data:`CANDLES_LUA` replaces the candle of a bucket by ``tickwire.events.candle_replaces``: a
+  ``built`` candle never replaces a ``stream`` or ``backfill`` one, nor a ``built`` one that
+  counts more trades;
 * :data:`GAPS_LUA` upserts gaps and drops the ones older than the retention.
 """
 
@@ -126,7 +127,16 @@ for i = 5, #ARGV, 2 do
   local built = string.sub(member, -#BUILT) == BUILT
   local keep_old = false
   for _, old in ipairs(redis.call('ZRANGEBYSCORE', key, score, score)) do
-    if old == member or (built and string.sub(old, -#BUILT) ~= BUILT) then keep_old = true end
+    if old == member then
+      keep_old = true
+    elseif built then
+      if string.sub(old, -#BUILT) ~= BUILT then
+        keep_old = true  -- built never replaces the provider's own candle
+      else  -- built over built: not with fewer trades (a builder restarted mid-bucket)
+        local n, m = cjson.decode(member).trades, cjson.decode(old).trades
+        if type(n) == 'number' and type(m) == 'number' and n < m then keep_old = true end
+      end
+    end
   end
   if not keep_old then
     redis.call('ZREMRANGEBYSCORE', key, score, score)

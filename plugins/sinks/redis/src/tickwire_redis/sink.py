@@ -28,6 +28,7 @@ from tickwire.events import (
     Gap,
     Quote,
     Trade,
+    candle_replaces,
     to_json,
 )
 from tickwire_redis import schema
@@ -193,7 +194,7 @@ class RedisSink:
                 if event.start >= cutoff_ns:
                     bucket = candles.setdefault(schema.candle_key(prefix, event), {})
                     was = bucket.get(event.start)
-                    if was is None or event.source != "built" or was.source == "built":
+                    if was is None or candle_replaces(event, was):
                         bucket[event.start] = event
             elif isinstance(event, BookSnapshot):
                 self._books[(event.provider, event.symbol)] = _Book(event)

@@ -62,8 +62,10 @@ ON CONFLICT (provider, symbol, ts) DO UPDATE SET
     ask = excluded.ask, ask_size = excluded.ask_size
 """
 
-# A later write of the same candle updates it (a forming candle becomes the closed one), except
-# that a candle tickwire built never replaces the provider's own (streamed or backfilled) one.
+# A later write of the same candle updates it (a forming candle becomes the closed one), by
+# ``tickwire.events.candle_replaces``: a candle tickwire built never replaces the provider's own
+# (streamed or backfilled) one, nor a built one that counts more trades (a builder restarted
+# mid-bucket knows only part of it).
 _INSERT_CANDLE = """
 INSERT INTO candles (provider, symbol, interval, start, open, high, low, close,
                      volume, trades, basis, closed, source)
@@ -72,7 +74,9 @@ ON CONFLICT (provider, symbol, interval, start) DO UPDATE SET
     open = excluded.open, high = excluded.high, low = excluded.low, close = excluded.close,
     volume = excluded.volume, trades = excluded.trades, basis = excluded.basis,
     closed = excluded.closed, source = excluded.source
-WHERE excluded.source <> 'built' OR candles.source = 'built'
+WHERE excluded.source <> 'built'
+   OR (candles.source = 'built' AND (excluded.trades IS NULL OR candles.trades IS NULL
+                                     OR excluded.trades >= candles.trades))
 """
 
 # A gap is one row per (provider, symbol, kind, start); a later write takes the new end and

@@ -40,7 +40,16 @@ from typing import TYPE_CHECKING, Any, get_args
 
 import asyncpg
 
-from tickwire.events import BookSnapshot, Candle, Event, Gap, GapStatus, Quote, Trade
+from tickwire.events import (
+    BookSnapshot,
+    Candle,
+    Event,
+    Gap,
+    GapStatus,
+    Quote,
+    Trade,
+    candle_replaces,
+)
 from tickwire_timescale import codec, schema, timescaledb
 from tickwire_timescale.schema import (
     BOOK_SNAPSHOTS,
@@ -107,9 +116,14 @@ def _set_all(table: Table) -> str:
     )
 
 
-# A later write of the same candle updates it (a forming candle becomes the closed one), except
-# that a candle tickwire built never replaces the provider's own (streamed or backfilled) one.
-_CANDLE_RULE = " WHERE EXCLUDED.source <> 'built' OR cur.source = 'built'"
+# A later write of the same candle updates it (a forming candle becomes the closed one), by
+# ``tickwire.events.candle_replaces``: a candle tickwire built never replaces the provider's own
+# (streamed or backfilled) one, nor a built one that counts more trades (a builder restarted
+# mid-bucket knows only part of it).
+_CANDLE_RULE = (
+    " WHERE EXCLUDED.source <> 'built' OR (cur.source = 'built' AND (EXCLUDED.trades IS NULL"
+    " OR cur.trades IS NULL OR EXCLUDED.trades >= cur.trades))"
+)
 
 # A gap is one row per (provider, symbol, kind, start); a later write takes the new end and
 # reason. Its status: a resolution (filled/empty/failed) always applies; a gap found again
@@ -284,6 +298,7 @@ class TimescaleSink:
         trade_days: set[int] = set()
         quotes: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         candles: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
+        candle_events: dict[tuple[str, str, str, int], Candle] = {}
         gaps: dict[tuple[str, str, str, int], tuple[Any, ...]] = {}
         books: dict[tuple[str, str, int], tuple[Any, ...]] = {}
         book = self.settings.book
@@ -319,9 +334,10 @@ class TimescaleSink:
             elif kind is Candle:
                 c: Candle = e  # type: ignore[assignment]
                 ckey = (c.provider, c.symbol, c.interval, _us(c.start))
-                prior = candles.get(ckey)
-                if prior is not None and c.source == "built" and prior[12] != "built":
-                    continue  # the same rule as the upsert: built never replaces stream/backfill
+                prior = candle_events.get(ckey)
+                if prior is not None and not candle_replaces(c, prior):
+                    continue  # the same rule as the upsert
+                candle_events[ckey] = c
                 candles[ckey] = (
                     c.provider,
                     c.symbol,
