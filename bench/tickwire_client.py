@@ -88,7 +88,8 @@ async def main(args: argparse.Namespace) -> None:
         await done.wait()
     elapsed = sink.t1 - sink.t0
     print(
-        f"RESULT trades={sink.counted} elapsed={elapsed:.6f} cpu={sink.c1 - sink.c0:.6f}", flush=True
+        f"RESULT trades={sink.counted} elapsed={elapsed:.6f} cpu={sink.c1 - sink.c0:.6f}",
+        flush=True,
     )
 
 
