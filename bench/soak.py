@@ -48,6 +48,18 @@ BAD_FRAMES = [
 ]
 
 
+#: Fault kinds and their weights in the random draw.
+FAULTS = {
+    "drop": 3,
+    "withhold": 4,
+    "reject": 2,
+    "rate_limit": 2,
+    "malformed": 3,
+    "sink_lock": 2,
+    "stall": 1,
+}
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size of ``pid`` in MiB (from /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -93,6 +105,10 @@ async def child(args: argparse.Namespace) -> None:
         },
     )
     pipeline = Pipeline(settings, plugins=(tickwire_coinbase, tickwire_sqlite), entry_points=False)
+    if args.trace_memory:
+        import tracemalloc
+
+        tracemalloc.start(8)
     pipeline.running_sinks[0].spill_to(Path(args.db).parent / "spill", fsync_interval=0.1)
     with anyio.open_signal_receiver(signal.SIGTERM) as signals:
         async with pipeline, anyio.create_task_group() as tg:
@@ -104,6 +120,8 @@ async def child(args: argparse.Namespace) -> None:
                     return
 
             tg.start_soon(stop_on_signal)
+            if args.trace_memory:
+                tg.start_soon(trace_memory, args.trace_memory)
     m = pipeline.metrics
     names = (
         "gaps_total",
@@ -117,6 +135,27 @@ async def child(args: argparse.Namespace) -> None:
         "sink_rows_total",
     )
     print(json.dumps({n: m.value(n) for n in names}), flush=True)
+
+
+async def trace_memory(every: float) -> None:
+    """Every ``every`` s, print to stderr where memory grew since the first snapshot."""
+    import tracemalloc
+
+    await anyio.sleep(every)
+    first = tracemalloc.take_snapshot()
+    while True:
+        await anyio.sleep(every)
+        snap = tracemalloc.take_snapshot()
+        stats = snap.compare_to(first, "traceback")[:8]
+        print(
+            f"--- tracemalloc: {tracemalloc.get_traced_memory()[0] / 2**20:.1f} MiB",
+            file=sys.stderr,
+        )
+        for stat in stats:
+            print(f"{stat.size_diff / 1024:+.0f} KiB {stat.count_diff:+d} blocks", file=sys.stderr)
+            for line in stat.traceback.format()[-8:]:
+                print("    " + line, file=sys.stderr)
+        sys.stderr.flush()
 
 
 # ---- the parent: market, faults, measurements -------------------------------------------
@@ -173,6 +212,8 @@ async def parent(args: argparse.Namespace) -> None:
                 str(work / "symbols.txt"),
                 "--candles",
                 args.candles,
+                "--trace-memory",
+                str(args.trace_memory),
             ],
             stdout=subprocess.PIPE,
             stderr=log,
@@ -217,8 +258,11 @@ async def parent(args: argparse.Namespace) -> None:
             await anyio.to_thread.run_sync(hold)
 
         async def chaos() -> None:
-            kinds = ["drop", "withhold", "reject", "rate_limit", "malformed", "sink_lock", "stall"]
-            weights = [3, 4, 2, 2, 3, 2, 1]
+            chosen = [(k, w) for k, w in FAULTS.items() if k in args.faults]
+            if not chosen:
+                return
+            kinds = [k for k, _ in chosen]
+            weights = [w for _, w in chosen]
             while not stop.is_set():
                 with anyio.move_on_after(rnd.uniform(2, 6)):
                     await stop.wait()
@@ -334,6 +378,19 @@ def main() -> None:
         "--candles",
         default="",
         help="also build candles of this interval, e.g. 1m (off by default: see the report)",
+    )
+    parser.add_argument(
+        "--faults",
+        type=lambda v: [k for k in v.split(",") if k],
+        default=list(FAULTS),
+        help="comma-separated fault kinds to inject (default: all; '' for none): "
+        + ",".join(FAULTS),
+    )
+    parser.add_argument(
+        "--trace-memory",
+        type=float,
+        default=0,
+        help="child prints tracemalloc growth every N s to its log (slows it down)",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ws", help=argparse.SUPPRESS)
