@@ -19,10 +19,27 @@ sys.path.insert(0, str(Path(__file__).parent))
 from harness import gaps, pipeline, sqlite_sink, stored, until
 
 import tickwire_coinbase
+from tickwire import Pipeline
 from tickwire_coinbase.testing import FakeCoinbase
 
 pytestmark = pytest.mark.anyio
 PRODUCTS = ("BTC-USD", "ETH-USD")
+
+
+def coinbase_pipeline(
+    tmp_path: Path, fake: FakeCoinbase, db: Path, candles: tuple[str, ...] = ()
+) -> Pipeline:
+    """The coinbase source on ``fake`` (trades of every product) into SQLite at ``db``."""
+    source = {
+        "provider": "coinbase",
+        "symbols": list(PRODUCTS),
+        "channels": ["trades"],
+        "ws_url": fake.ws_url,
+        "rest_url": fake.rest_url,
+    }
+    return pipeline(
+        tmp_path, [source], [sqlite_sink(db)], plugins=(tickwire_coinbase,), candles=candles
+    )
 
 
 def truth(fake: FakeCoinbase, since: dict[str, int]) -> list[tuple[object, ...]]:
@@ -42,20 +59,7 @@ async def test_withheld_trades_a_drop_refusals_and_rate_limits_end_in_the_exact_
     db = tmp_path / "cb.db"
     async with FakeCoinbase(PRODUCTS, seed=5, history_days=0.2, heartbeat_interval=0.2) as fake:
         fake.reject_next_connections(2)
-        p = pipeline(
-            tmp_path,
-            [
-                {
-                    "provider": "coinbase",
-                    "symbols": list(PRODUCTS),
-                    "channels": ["trades"],
-                    "ws_url": fake.ws_url,
-                    "rest_url": fake.rest_url,
-                }
-            ],
-            [sqlite_sink(db)],
-            plugins=(tickwire_coinbase,),
-        )
+        p = coinbase_pipeline(tmp_path, fake, db)
         async with p:
             await fake.wait_subscribed(timeout=30)
             # the last_match sent on subscribe is the first trade stored
@@ -104,21 +108,7 @@ async def test_two_gaps_in_one_candle_bucket_do_not_break_the_connection(
     caplog.set_level(logging.INFO, logger="tickwire")
     db = tmp_path / "cb.db"
     async with FakeCoinbase(PRODUCTS, seed=6, history_days=0.2, heartbeat_interval=0.2) as fake:
-        p = pipeline(
-            tmp_path,
-            [
-                {
-                    "provider": "coinbase",
-                    "symbols": list(PRODUCTS),
-                    "channels": ["trades"],
-                    "ws_url": fake.ws_url,
-                    "rest_url": fake.rest_url,
-                }
-            ],
-            [sqlite_sink(db)],
-            plugins=(tickwire_coinbase,),
-            candles=("1m",),
-        )
+        p = coinbase_pipeline(tmp_path, fake, db, candles=("1m",))
         async with p:
             await fake.wait_subscribed(timeout=30)
             since = {prod: fake.last_trade_id(prod) for prod in PRODUCTS}
@@ -139,21 +129,7 @@ async def test_the_trade_replayed_after_a_reconnect_is_not_counted_twice_in_a_ca
     # already delivered: the store keeps it once (by id), and so must the candle builder.
     db = tmp_path / "cb.db"
     async with FakeCoinbase(PRODUCTS, seed=8, history_days=0.01) as fake:
-        p = pipeline(
-            tmp_path,
-            [
-                {
-                    "provider": "coinbase",
-                    "symbols": list(PRODUCTS),
-                    "channels": ["trades"],
-                    "ws_url": fake.ws_url,
-                    "rest_url": fake.rest_url,
-                }
-            ],
-            [sqlite_sink(db)],
-            plugins=(tickwire_coinbase,),
-            candles=("1m",),
-        )
+        p = coinbase_pipeline(tmp_path, fake, db, candles=("1m",))
         async with p:
             await fake.wait_subscribed(timeout=30)
             since = {prod: fake.last_trade_id(prod) for prod in PRODUCTS}
