@@ -128,9 +128,10 @@ class SourceSettings(_EnvFirst):
 class SinkSettings(_EnvFirst):
     """The keys every ``[[sinks]]`` entry has; sinks subclass it with their own.
 
-    ``batch_size`` and ``flush_interval`` size the batches the runner hands to ``write_batch``;
-    ``buffer`` bounds how many events wait for this sink (then the sources slow down, never
-    dropping an event).
+    ``batch_size`` and ``flush_interval`` size the batches the runner hands to ``write_batch``
+    (group commit: a write carries what arrived while the previous one was in flight, at most
+    ``batch_size``; ``flush_interval`` lets a partial batch wait for more); ``buffer`` bounds
+    how many events wait for this sink (then the sources slow down, never dropping an event).
     """
 
     model_config = SettingsConfigDict(extra="forbid", env_prefix="TICKWIRE_SINK_")
@@ -141,7 +142,10 @@ class SinkSettings(_EnvFirst):
     )
     batch_size: int = Field(default=5000, ge=1, description="Most events per write.")
     flush_interval: Duration = Field(
-        default=timedelta(milliseconds=200), description="Longest wait before a partial batch."
+        default=timedelta(0),
+        description="Longest a partial batch waits for more events, from its oldest event "
+        "(0: written as soon as the previous write returns; what arrives meanwhile goes in "
+        "the next write).",
     )
     buffer: int = Field(default=200_000, ge=1, description="Most events waiting for this sink.")
     spill_dir: Path | None = Field(

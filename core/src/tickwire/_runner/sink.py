@@ -1,12 +1,21 @@
 """The sink stage: a bounded buffer, batching and retries around every plugin sink.
 
 :class:`RunningSink` (Telegraf's ``RunningOutput``) owns what a sink plugin must not: the buffer
-(bounded in events), batches sized by count and time, and retries with backoff when a write
-fails. When the buffer is full (the sink is down or slow) and a spill directory is set, the
-overflow goes to the sink's write-ahead file (:mod:`tickwire.spill`) instead of blocking the
-sources; it is replayed, oldest first and before anything newer, once the sink writes again
-(and at the next start after a crash). Only when the spill file is full too (``spill_max_bytes``)
-do the sources wait (``sink.spill_full``), so nothing is dropped while the pipeline runs. The
+(bounded in events), batches, and retries with backoff when a write fails.
+
+Batches are group commits: when no write is in flight, whatever is queued is written at once
+(up to ``batch_size``); while a write is in flight, what arrives waits and goes in the next
+write. So a write carries what arrived during the one before it: at low load a batch is a few
+events and an event waits about one write, under load the batches grow (to ``batch_size``) and
+the writes keep up. ``flush_interval`` (0 by default) lets a partial batch wait for more
+events, at most that long after its oldest event was queued: fewer, larger writes for up to
+that much more latency.
+
+When the buffer is full (the sink is down or slow) and a spill directory is set, the overflow
+goes to the sink's write-ahead file (:mod:`tickwire.spill`) instead of blocking the sources; it
+is replayed, oldest first and before anything newer, once the sink writes again (and at the
+next start after a crash). Only when the spill file is full too (``spill_max_bytes``) do the
+sources wait (``sink.spill_full``), so nothing is dropped while the pipeline runs. The
 :class:`Fanout` hands every batch of events to every sink (and to taps).
 
 What each kind of stop can lose, per sink:
@@ -70,6 +79,8 @@ class RunningSink:
         self.flush_interval = settings.flush_interval.total_seconds()
         self._chunks: deque[Sequence[Event]] = deque()
         self.queued = 0
+        #: ``time.monotonic()`` when the oldest event in memory was queued (``flush_interval``).
+        self._oldest = 0.0
         self._closed = False
         self._data: anyio.Event | None = None
         self._space: anyio.Event | None = None
@@ -217,6 +228,8 @@ class RunningSink:
             if not self._to_spill(spill, events[room:]):
                 return False
             events = events[:room]
+        if not self._chunks and self.flush_interval > 0:
+            self._oldest = time.monotonic()
         self._chunks.append(events)
         self.queued += len(events)
         if self.queued >= self._want and self._data is not None:
@@ -266,10 +279,18 @@ class RunningSink:
             assert self.spill is not None
             from_disk, self._inflight_pos = self.spill.read(self.batch_size)
             return from_disk
-        if self.queued < self.batch_size and not self._closed and not self._unread_spill():
-            # Wait a little for a fuller batch, but never longer than the flush interval.
-            with anyio.move_on_after(self.flush_interval):
-                await self._wait_for(self.batch_size)
+        if (
+            self.flush_interval > 0
+            and self.queued < self.batch_size
+            and not self._closed
+            and not self._unread_spill()
+        ):
+            # A partial batch may wait for more, until its oldest event has waited the flush
+            # interval (0, the default: it is written now; a group commit, see the module).
+            linger = self._oldest + self.flush_interval - time.monotonic()
+            if linger > 0:
+                with anyio.move_on_after(linger):
+                    await self._wait_for(self.batch_size)
         batch: list[Event] = []
         chunks = self._chunks
         while chunks and len(batch) < self.batch_size:
