@@ -94,6 +94,7 @@ async def child(args: argparse.Namespace) -> None:
                 "retention": None,
                 "busy_timeout": "200ms",
                 "buffer": 2_000,
+                **({"cache_size": int(args.sqlite_cache * 2**20)} if args.sqlite_cache else {}),
             }
         ],
         candles={"intervals": [args.candles] if args.candles else []},
@@ -122,6 +123,9 @@ async def child(args: argparse.Namespace) -> None:
             tg.start_soon(stop_on_signal)
             if args.trace_memory:
                 tg.start_soon(trace_memory, args.trace_memory)
+            if args.diagnose:
+                tg.start_soon(diagnose, args.diagnose)
+            tg.start_soon(record_memory, Path(args.db).parent / "memory.jsonl", args.rss_every)
     m = pipeline.metrics
     names = (
         "gaps_total",
@@ -156,6 +160,72 @@ async def trace_memory(every: float) -> None:
             for line in stat.traceback.format()[-8:]:
                 print("    " + line, file=sys.stderr)
         sys.stderr.flush()
+
+
+def memory_breakdown() -> dict[str, float]:
+    """This process's memory in MiB: anonymous vs file-backed RSS (/proc/self/smaps_rollup),
+    what SQLite's allocator holds (``sqlite3_memory_used``, page caches included) and, when
+    tracing, the Python objects tracemalloc sees."""
+    import ctypes
+    import ctypes.util
+    import tracemalloc
+
+    out: dict[str, float] = {}
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("Rss", "Anonymous", "Private_Dirty", "Shared_Clean", "Private_Clean"):
+            out[key.lower()] = int(rest.split()[0]) / 1024
+    name = ctypes.util.find_library("sqlite3")
+    if name:
+        lib = ctypes.CDLL(name)
+        lib.sqlite3_memory_used.restype = ctypes.c_int64
+        out["sqlite"] = lib.sqlite3_memory_used() / 2**20
+    if tracemalloc.is_tracing():
+        out["traced"] = tracemalloc.get_traced_memory()[0] / 2**20
+    return out
+
+
+async def record_memory(path: Path, every: float) -> None:
+    """Every ``every`` s, append this process's memory breakdown to ``path`` (JSON lines, with
+    the wall-clock time): the parent reports SQLite's share of the RSS from it."""
+    while True:
+        sample = {"time": time.time(), **memory_breakdown()}
+        with path.open("a") as f:
+            f.write(json.dumps(sample) + "\n")
+        await anyio.sleep(every)
+
+
+def read_memory(path: Path) -> list[dict[str, float]]:
+    """The samples :func:`record_memory` wrote (none if the file is missing)."""
+    try:
+        return [json.loads(line) for line in path.read_text().splitlines() if line]
+    except FileNotFoundError:
+        return []
+
+
+async def diagnose(every: float) -> None:
+    """Every ``every`` s, print to stderr the memory breakdown and the object types whose
+    count grew most since the first sample (gc-tracked objects)."""
+    import collections
+    import gc
+
+    def counts() -> collections.Counter[str]:
+        return collections.Counter(type(o).__qualname__ for o in gc.get_objects())
+
+    started = time.monotonic()
+    first = counts()
+    while True:
+        await anyio.sleep(every)
+        now = counts()
+        grown = (now - first).most_common(8)
+        breakdown = ", ".join(f"{k}={v:.1f}" for k, v in memory_breakdown().items())
+        print(
+            f"--- diag t={time.monotonic() - started:.0f}s MiB: {breakdown}; "
+            f"gc objects {sum(now.values())} ({sum(now.values()) - sum(first.values()):+d}); "
+            f"grown: {grown}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 # ---- the parent: market, faults, measurements -------------------------------------------
@@ -214,6 +284,12 @@ async def parent(args: argparse.Namespace) -> None:
                 args.candles,
                 "--trace-memory",
                 str(args.trace_memory),
+                "--diagnose",
+                str(args.diagnose),
+                "--sqlite-cache",
+                str(args.sqlite_cache),
+                "--rss-every",
+                str(args.rss_every),
             ],
             stdout=subprocess.PIPE,
             stderr=log,
@@ -222,6 +298,7 @@ async def parent(args: argparse.Namespace) -> None:
         await fake.wait_subscribed(connections, timeout=120)
         since = {p: fake.last_trade_id(p) for p in products}
         began = time.monotonic()
+        began_wall = time.time()
         rss.append((0.0, rss_mib(proc.pid)))
         sent = 0
         stop = anyio.Event()
@@ -306,6 +383,11 @@ async def parent(args: argparse.Namespace) -> None:
         fake.stalled = False
         ran = time.monotonic() - began
         rss_end = rss_mib(proc.pid)
+        memory = [
+            (m["time"] - began_wall, m.get("sqlite", float("nan")))
+            for m in read_memory(work / "memory.jsonl")
+            if m["time"] >= began_wall - 1
+        ]
 
         truth = {
             (p, t.trade_id) for p in products for t in fake.trades(p) if t.trade_id >= since[p]
@@ -360,7 +442,22 @@ async def parent(args: argparse.Namespace) -> None:
     )
     print(f"  REST requests       {rest_requests} (backfill; the provider allows 10/s)")
     print(f"  RSS (MiB)           start {rss[0][1]:.1f}, end {rss_end:.1f}   (reference: flat)")
+    # The first half is warm-up: SQLite's page cache fills up to its bound as the file grows.
+    half = min(rss, key=lambda tm: abs(tm[0] - ran / 2))
+    print(
+        f"  RSS after warm-up   {half[1]:.1f} at {half[0]:.0f}s, {rss_end:.1f} at {ran:.0f}s: "
+        f"{rss_end - half[1]:+.1f} MiB over the second half   (reference: ~0)"
+    )
+    cache = (
+        f"--sqlite-cache {args.sqlite_cache:g} MiB" if args.sqlite_cache else "the sink's 64 MiB"
+    )
+    sqlite_end = memory[-1][1] if memory else float("nan")
+    print(
+        f"  SQLite memory       {sqlite_end:.1f} MiB at the end of the faults (its page cache is "
+        f"bounded by {cache}; part of the RSS above)"
+    )
     print("  RSS over time       " + ", ".join(f"{t:.0f}s={m:.0f}" for t, m in rss))
+    print("  SQLite over time    " + ", ".join(f"{t:.0f}s={m:.1f}" for t, m in memory))
     print(f"  child exit code     {proc.returncode}; work dir {work}")
 
 
@@ -391,6 +488,19 @@ def main() -> None:
         type=float,
         default=0,
         help="child prints tracemalloc growth every N s to its log (slows it down)",
+    )
+    parser.add_argument(
+        "--diagnose",
+        type=float,
+        default=0,
+        help="child prints its memory breakdown (anon/file RSS, SQLite, gc counts) every N s",
+    )
+    parser.add_argument(
+        "--sqlite-cache",
+        type=float,
+        default=8,
+        help="the SQLite sink's page cache in MiB (0: the sink's default, 64 MiB); the RSS "
+        "grows by up to this much while the file grows (warm-up), then stays",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ws", help=argparse.SUPPRESS)

@@ -30,13 +30,14 @@ def test_the_sink_hook_ignores_other_sinks() -> None:
 
 
 def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in ("PATH", "RETENTION", "BOOK", "SYNCHRONOUS"):
+    for key in ("PATH", "RETENTION", "BOOK", "SYNCHRONOUS", "CACHE_SIZE"):
         monkeypatch.delenv(f"TICKWIRE_SQLITE_{key}", raising=False)
     settings = SqliteSettings(type="sqlite")
     assert settings.path == Path("tickwire.db")
     assert settings.retention == timedelta(days=30)
     assert settings.book is False
     assert settings.synchronous == "normal"
+    assert settings.cache_size == 64 * 1024 * 1024
 
 
 def test_settings_from_config_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,3 +53,5 @@ def test_settings_refuse_unknown_keys_and_bad_values() -> None:
         SqliteSettings(type="sqlite", pth="x.db")  # type: ignore[call-arg]
     with pytest.raises(ValidationError, match="synchronous"):
         SqliteSettings(type="sqlite", synchronous="off")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="cache_size"):
+        SqliteSettings(type="sqlite", cache_size=1024)

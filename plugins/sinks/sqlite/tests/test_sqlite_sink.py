@@ -145,6 +145,14 @@ async def test_creates_missing_folders_and_uses_wal(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_page_cache_is_bounded_by_cache_size(tmp_path: Path) -> None:
+    async with make_sink(tmp_path / "default.db") as sink:
+        assert sink._connection().execute("PRAGMA cache_size").fetchone()[0] == -65536  # KiB
+    async with make_sink(tmp_path / "small.db", cache_size=2 * 1024 * 1024) as sink:
+        assert sink._connection().execute("PRAGMA cache_size").fetchone()[0] == -2048
+
+
+@pytest.mark.anyio
 async def test_replaying_100k_mixed_events_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "replay.db"
     events = mixed_events(100_000)

@@ -20,6 +20,8 @@ class SqliteSettings(SinkSettings):
     (``None``: keep everything). ``book`` also stores order-book snapshots. ``synchronous`` is
     SQLite's durability level in WAL mode: ``normal`` may lose the last transactions on a power
     cut (never on a crash of the process) but is much faster; ``full`` syncs every commit.
+    ``cache_size`` bounds SQLite's page cache (bytes): the process's memory grows by up to that
+    much as the database is written and read, then stays there.
     """
 
     model_config = SettingsConfigDict(extra="forbid", env_prefix="TICKWIRE_SQLITE_")
@@ -39,4 +41,9 @@ class SqliteSettings(SinkSettings):
     busy_timeout: Duration = Field(
         default=timedelta(seconds=10),
         description="How long to wait for another process holding the database's write lock.",
+    )
+    cache_size: int = Field(
+        default=64 * 1024 * 1024,
+        ge=64 * 1024,
+        description="SQLite's page cache in bytes (PRAGMA cache_size); memory grows up to it.",
     )

@@ -539,7 +539,8 @@ class SqliteSink:
             self._retry_busy(conn, "PRAGMA journal_mode = WAL", busy_ms)
             conn.execute(f"PRAGMA synchronous = {self.settings.synchronous.upper()}")
             conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+            # Negative: a size in KiB rather than pages. The cache fills up to it, then stays.
+            conn.execute(f"PRAGMA cache_size = -{max(1, self.settings.cache_size // 1024):d}")
             schema.migrate(conn, book=self._book)
         except schema.NewerSchema as exc:
             if conn is not None:
