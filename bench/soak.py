@@ -124,7 +124,7 @@ async def child(args: argparse.Namespace) -> None:
             if args.trace_memory:
                 tg.start_soon(trace_memory, args.trace_memory)
             if args.diagnose:
-                tg.start_soon(diagnose, args.diagnose)
+                tg.start_soon(diagnose, args.diagnose, pipeline)
             tg.start_soon(record_memory, Path(args.db).parent / "memory.jsonl", args.rss_every)
     m = pipeline.metrics
     names = (
@@ -203,9 +203,10 @@ def read_memory(path: Path) -> list[dict[str, float]]:
         return []
 
 
-async def diagnose(every: float) -> None:
-    """Every ``every`` s, print to stderr the memory breakdown and the object types whose
-    count grew most since the first sample (gc-tracked objects)."""
+async def diagnose(every: float, pipeline: Any) -> None:
+    """Every ``every`` s, print to stderr the memory breakdown, the queues that may hold
+    memory (backfill, sink buffer, spill) and the object types whose count grew most since the
+    first sample (gc-tracked objects)."""
     import collections
     import gc
 
@@ -219,8 +220,16 @@ async def diagnose(every: float) -> None:
         now = counts()
         grown = (now - first).most_common(8)
         breakdown = ", ".join(f"{k}={v:.1f}" for k, v in memory_breakdown().items())
+        workers = list(pipeline.backfillers.values())
+        queues = {
+            "backfill_ready": sum(w.pending for w in workers),
+            "backfill_later": sum(sum(map(len, w._later.values())) for w in workers),
+            "backfill_rounds": sum(len(w._rounds) for w in workers),
+            **{f"{n}{dict(labels)}": v for (n, labels), v in pipeline.metrics.gauges.items()},
+        }
         print(
             f"--- diag t={time.monotonic() - started:.0f}s MiB: {breakdown}; "
+            f"queues {queues}; "
             f"gc objects {sum(now.values())} ({sum(now.values()) - sum(first.values()):+d}); "
             f"grown: {grown}",
             file=sys.stderr,
