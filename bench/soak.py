@@ -393,7 +393,7 @@ async def parent(args: argparse.Namespace) -> None:
         ran = time.monotonic() - began
         rss_end = rss_mib(proc.pid)
         memory = [
-            (m["time"] - began_wall, m.get("sqlite", float("nan")))
+            (max(0.0, m["time"] - began_wall), m.get("sqlite", float("nan")))
             for m in read_memory(work / "memory.jsonl")
             if m["time"] >= began_wall - 1
         ]
