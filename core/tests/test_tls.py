@@ -25,3 +25,12 @@ def test_a_ca_file_gets_its_own_context_that_trusts_only_it(tmp_path: Path) -> N
     assert ctx is client_context(str(path))  # by path, str or Path alike
     assert ctx is not client_context()
     assert ctx.cert_store_stats()["x509_ca"] == 1
+
+
+def test_websocket_connections_share_the_context() -> None:
+    from tickwire.transport import WebSocketConnector
+
+    assert WebSocketConnector("wss://example.invalid/ws")._tls("wss://example.invalid/ws") is (
+        client_context()
+    )
+    assert WebSocketConnector("ws://127.0.0.1:1/ws")._tls("ws://127.0.0.1:1/ws") is None

@@ -29,6 +29,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection, connect
 
 from tickwire.protocols import Connection, ConnectionFailed, Frame
+from tickwire.tls import client_context
 
 
 class _RedactQuery(logging.Filter):
@@ -190,10 +191,8 @@ class WebSocketConnector:
             "logger": WS_LOGGER,
         }
         if ssl_context is None and ca_file is not None:
-            ssl_context = ssl.create_default_context(cafile=os.fspath(ca_file))
+            ssl_context = client_context(ca_file)
         self._ssl = ssl_context
-        if ssl_context is not None:
-            self._kwargs["ssl"] = ssl_context
 
     def endpoint(self, symbols: Sequence[str]) -> str:
         """The URL a connection for ``symbols`` goes to."""
@@ -207,9 +206,10 @@ class WebSocketConnector:
         if self.transport == "picows":
             from tickwire._picows import open_picows
 
+            url = self.endpoint(symbols)
             return open_picows(
-                self.endpoint(symbols),
-                ssl_context=self._ssl,
+                url,
+                ssl_context=self._tls(url),
                 open_timeout=self._open_timeout,
                 max_size=self._max_size,
                 headers=self._headers,
@@ -219,10 +219,19 @@ class WebSocketConnector:
             )
         return self._open_websockets(self.endpoint(symbols))
 
+    def _tls(self, url: str) -> ssl.SSLContext | None:
+        """The TLS context for ``url``: the one given, else the process-wide default for
+        wss:// (the client libraries would load the CA store anew on every connect)."""
+        if self._ssl is not None or not url.startswith("wss://"):
+            return self._ssl
+        return client_context()
+
     @asynccontextmanager
     async def _open_websockets(self, url: str) -> AsyncIterator[WebSocketConnection]:
+        tls = self._tls(url)
+        kwargs = self._kwargs if tls is None else {**self._kwargs, "ssl": tls}
         try:
-            ws = await connect(url, **self._kwargs)
+            ws = await connect(url, **kwargs)
         except (OSError, TimeoutError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise failure(url, exc) from None
         try:
