@@ -276,6 +276,24 @@ async def test_a_retried_or_overlapping_batch_adds_no_trade_twice(
     assert [t.ts for t in stored] == sorted(t.ts for t in stored)
 
 
+async def test_writes_go_on_after_the_server_forgot_the_scripts(
+    client: aioredis.Redis, prefix: str, make_sink: MakeSink
+) -> None:
+    """The scripts are checked after opening and after a failure only (not every write): a
+    server that lost them meanwhile (SCRIPT FLUSH) answers NOSCRIPT, and the sink loads them
+    and writes the batch again."""
+    base = now_ns() - MINUTE
+    sink = make_sink()
+    await sink.open()
+    await sink.write_batch([trade(base, 0)])
+    await client.script_flush()
+    await sink.write_batch([trade(base + 1000, 1)])
+    await sink.write_batch([trade(base + 2000, 2)])
+    stored = await stream(client, f"{prefix}:trade:cb:BTC-USD")
+    await sink.aclose()
+    assert [t.trade_id for t in stored] == ["0", "1", "2"]
+
+
 async def test_late_trades_are_appended_once(
     client: aioredis.Redis, prefix: str, make_sink: MakeSink
 ) -> None:

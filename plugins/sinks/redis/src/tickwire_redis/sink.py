@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from tickwire.events import (
     BookDelta,
@@ -130,6 +131,9 @@ class RedisSink:
         self._trades_script: AsyncScript | None = None
         self._candles_script: AsyncScript | None = None
         self._gaps_script: AsyncScript | None = None
+        self._scripts: tuple[AsyncScript, ...] = ()
+        #: Have redis-py check (and load) the scripts before the next write's pipeline.
+        self._verify_scripts = True
 
     @property
     def client(self) -> aioredis.Redis:
@@ -155,6 +159,8 @@ class RedisSink:
         self._trades_script = client.register_script(schema.TRADES_LUA)
         self._candles_script = client.register_script(schema.CANDLES_LUA)
         self._gaps_script = client.register_script(schema.GAPS_LUA)
+        self._scripts = (self._trades_script, self._candles_script, self._gaps_script)
+        self._verify_scripts = True
         await client.ping()
 
     async def aclose(self) -> None:
@@ -209,9 +215,27 @@ class RedisSink:
                     f"{event.kind}:{event.start}"
                 ] = event
 
-        async with self.client.pipeline(transaction=False) as pipe:
-            self._queue(pipe, quotes, books, trades, candles, gaps, cutoff_ms)
-            await pipe.execute()
+        for attempt in range(2):
+            async with self.client.pipeline(transaction=False) as pipe:
+                if self._verify_scripts:
+                    # redis-py sends SCRIPT EXISTS (and loads what is missing) before a
+                    # pipeline holding scripts: one round trip, so only after opening and
+                    # after a failed write (a restarted server has forgotten the scripts).
+                    scripts: set[Any] = pipe.scripts  # AsyncScript, typed as Script
+                    scripts.update(self._scripts)
+                self._queue(pipe, quotes, books, trades, candles, gaps, cutoff_ms)
+                try:
+                    await pipe.execute()
+                except NoScriptError:
+                    self._verify_scripts = True
+                    if attempt:
+                        raise
+                    continue  # flushed by hand (SCRIPT FLUSH): load them, write again
+                except BaseException:
+                    self._verify_scripts = True
+                    raise
+            self._verify_scripts = False
+            return
 
     def _queue(
         self,
@@ -250,7 +274,6 @@ class RedisSink:
     def _queue_trades(self, pipe: Any, trades: dict[str, list[Trade]], cutoff_ms: int) -> None:
         script = self._trades_script
         assert script is not None
-        pipe.scripts.add(script)
         head = (self._ttl_ms, self.settings.trades_keep, cutoff_ms, int(self.settings.publish))
         for k, batch in trades.items():
             batch.sort(key=_by_ts)
@@ -265,7 +288,6 @@ class RedisSink:
     ) -> None:
         script = self._candles_script
         assert script is not None
-        pipe.scripts.add(script)
         head = (self._ttl_ms, cutoff_ms, self.settings.candles_keep, int(self.settings.publish))
         for k, bucket in candles.items():
             args: list[Any] = [*head]
@@ -276,7 +298,6 @@ class RedisSink:
     def _queue_gaps(self, pipe: Any, gaps: dict[str, dict[str, Gap]], cutoff_ms: int) -> None:
         script = self._gaps_script
         assert script is not None
-        pipe.scripts.add(script)
         for k, by_field in gaps.items():
             args: list[Any] = [self._ttl_ms, cutoff_ms, int(self.settings.publish)]
             for field, gap in by_field.items():
