@@ -15,8 +15,8 @@ Figures, each printed next to its reference:
 4. a whole collector process: the fake Coinbase feed (``bench/_feed.py``, its own process,
    ``match`` frames written as a burst over ``--products`` products) → the coinbase source (one
    connection per 50 products, normalizer, gap detector, 1m candles) → ``NatsSink``; next to
-   the same collector with the ``null`` sink in the same run. Trades/s from the first to the
-   last trade the sink wrote, and the collector process's CPU in that window: what one
+   the same collector with the ``null`` sink in the same run. Trades/s from the first trade
+   received to the last one the sink wrote, and the collector process's CPU: what one
    collector process carries, whatever the symbols' mix.
 
 Every figure is printed with its ratio to the bare nats-py floor measured in the same run: the
@@ -132,29 +132,64 @@ def _spawn(args: str, n: int) -> list[subprocess.Popen[str]]:
 
 
 async def writers(url: str, stream: str, prefix: str, count: int, n: int) -> float:
-    """Start ``n`` writer processes on a fresh durable consumer; time until all are drained."""
+    """Start ``n`` writer processes on a fresh durable consumer; time until all are drained.
+
+    Progress is watched by a core subscription to the consumer's ack subjects
+    (``$JS.ACK.<stream>.<durable>.>``), never by polling ``consumer_info``: on nats-server 2.9.10
+    one ``CONSUMER.INFO`` request leaves a pull consumer delivering a few hundred messages per
+    second from then on (see tickwire_nats.connect), which is what this phase measured before.
+    The consumer is created here first, as a first writer would, so that writers starting at the
+    same instant do not race to create it. The ack floor is checked once, after the clock stops.
+    """
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from tickwire_nats import NatsSourceSettings
+    from tickwire_nats.connect import consumer_name
+
     durable = f"bench-{uuid.uuid4().hex[:8]}"
-    args = json.dumps({"url": url, "stream": stream, "subject_prefix": prefix, "durable": durable})
-    procs = _spawn(args, n)
-    for p in procs:
-        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
+    keys = {"url": url, "stream": stream, "subject_prefix": prefix, "durable": durable}
+    source = NatsSourceSettings(provider="nats", **keys)
     nc = await nats.connect(url)
     js = nc.jetstream()
+    await js.add_consumer(
+        stream,
+        ConsumerConfig(
+            durable_name=consumer_name(source, ">"),
+            deliver_policy=DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=source.ack_wait.total_seconds(),
+            max_ack_pending=source.max_ack_pending,
+            max_deliver=source.max_deliver,
+            filter_subject=f"{prefix}.>",
+            max_waiting=512,
+        ),
+    )
+    acked: set[bytes] = set()
+    drained = asyncio.Event()
+
+    async def on_ack(msg: Any) -> None:
+        # $JS.ACK.<stream>.<durable>.<delivered>.<stream seq>.<consumer seq>.<ts>.<pending>
+        if msg.data in (b"", b"+ACK"):
+            acked.add(msg.subject.split(".")[5])
+            if len(acked) >= count:
+                drained.set()
+
+    ack_sub = await nc.subscribe(f"$JS.ACK.{stream}.{durable}.>", cb=on_ack)
+    await nc.flush()
+    procs = _spawn(json.dumps(keys), n)
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     started = time.perf_counter()
     for p in procs:
         assert p.stdin is not None
         p.stdin.write("go\n")
         p.stdin.flush()
     try:
-        while True:
-            await asyncio.sleep(0.02)
-            try:
-                info = await js.consumer_info(stream, durable)
-            except nats.js.errors.NotFoundError:
-                continue
-            if info.ack_floor.stream_seq >= count:
-                break
+        await asyncio.wait_for(drained.wait(), timeout=600)
         elapsed = time.perf_counter() - started
+        await ack_sub.unsubscribe()
+        info = await js.consumer_info(stream, durable)
+        assert info.ack_floor.stream_seq >= count, info.ack_floor
     finally:
         for p in procs:
             assert p.stdin is not None
@@ -189,12 +224,18 @@ async def writer_process(keys: dict[str, str]) -> None:
 
 
 class CountingSink:
-    """Wraps a sink; notes clock and CPU at the first and the ``n``-th fresh trade written."""
+    """Wraps a sink; counts fresh trades written until the ``n``-th.
+
+    The window opens when the collector *received* the first fresh trade (its ``received_ts``,
+    wall clock) and closes when the ``n``-th was written. Opening it at the first ``write_batch``
+    instead gave an empty window when all ``n`` trades came in one batch (``--collector-events``
+    up to the sink's ``batch_size``): rates of hundreds of millions per second.
+    """
 
     def __init__(self, inner: Any, n: int, since: int) -> None:
         self.inner, self.n, self.since = inner, n, since
         self.trades = 0
-        self.t0 = self.c0 = self.t1 = self.c1 = 0.0
+        self.t0 = self.c0 = self.t1 = self.c1 = self.w0 = 0.0
         self.done = asyncio.Event()
 
     async def open(self) -> None:
@@ -203,12 +244,12 @@ class CountingSink:
     async def write_batch(self, events: Sequence[Event]) -> None:
         await self.inner.write_batch(events)
         since = self.since
-        fresh = sum(1 for e in events if type(e) is Trade and e.ts >= since)
+        fresh = [e.received_ts for e in events if type(e) is Trade and e.ts >= since]
         if fresh and not self.trades:
-            self.t0, self.c0 = time.perf_counter(), cpu()
-        self.trades += fresh
+            self.t0 = min(fresh) / 1e9
+        self.trades += len(fresh)
         if self.trades >= self.n and not self.done.is_set():
-            self.t1, self.c1 = time.perf_counter(), cpu()
+            self.t1, self.c1 = time.time_ns() / 1e9, cpu()
             self.done.set()
 
     async def aclose(self) -> None:
@@ -243,13 +284,16 @@ async def collector_process(spec: dict[str, Any]) -> None:
     sink = CountingSink(inner, spec["n"], time.time_ns() // 1000 * 1000)
     pipeline = Pipeline(settings, plugins=(tickwire_coinbase,), entry_points=False, sinks=[sink])
     async with pipeline:
+        # CPU from here: the collector is idle until the feed gets GO.
+        sink.c0, sink.w0 = cpu(), time.time_ns() / 1e9
         print(f"UP {len(pipeline.connections)}", flush=True)
         await asyncio.wait_for(sink.done.wait(), timeout=600)
         pipeline.stop()
     result = {
         "trades": sink.trades,
         "elapsed": sink.t1 - sink.t0,
-        "cpu": sink.c1 - sink.c0,
+        # CPU share from UP (idle until the feed starts) to the n-th trade written.
+        "cpu_share": (sink.c1 - sink.c0) / (sink.t1 - sink.w0),
         "connections": len(pipeline.connections),
     }
     print("RESULT " + json.dumps(result), flush=True)
@@ -371,7 +415,7 @@ async def main() -> None:
         print(
             f"collector  fake Coinbase feed -> coinbase source ({k} products, "
             f"{r['connections']} connections) -> {name}: {rate:>9,.0f} trades/s"
-            f"   = {rate / base:.0%} of the floor; collector CPU {r['cpu'] / r['elapsed']:.0%}"
+            f"   = {rate / base:.0%} of the floor; collector CPU {r['cpu_share']:.0%}"
             " of a core"
         )
 

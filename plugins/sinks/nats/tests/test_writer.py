@@ -9,6 +9,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from nats.aio.msg import Msg
 from nats.js.api import ConsumerInfo
 from nats_helpers import (
     Bus,
@@ -23,7 +24,7 @@ from nats_helpers import (
 from tickwire.pipeline import Pipeline
 from tickwire.protocols import ConnectionFailed
 from tickwire.settings import ConfigError, Settings
-from tickwire_nats import NatsConnector, NatsSink, attach
+from tickwire_nats import PROVIDER, NatsConnector, NatsSink, attach
 from tickwire_nats.connect import CORE_ACKED, NEEDS_ATTACH
 from tickwire_nats.writer import build, main
 
@@ -267,3 +268,49 @@ async def test_idle_fetches_that_time_out_keep_the_connection(bus: Bus, tmp_path
             if frames == 300:
                 break
     assert frames == 300
+
+
+async def test_a_writer_joining_a_durable_consumer_asks_for_no_consumer_info(bus: Bus) -> None:
+    """Joining an existing durable makes no CONSUMER.INFO and no CONSUMER.CREATE request.
+
+    On nats-server 2.9.10 either request leaves a pull consumer with a backlog delivering a few
+    hundred messages per second for good (bench/nats_bus.py: 235 events/s through a writer).
+    nats-py's ``pull_subscribe`` asks CONSUMER.INFO, so every writer that joined (a second
+    writer, a restart, a reconnect) slowed all writers. The requests are watched on the server
+    (a core subscription to ``$JS.API.CONSUMER.>``), so any client code path that asks is seen.
+    """
+    seen: list[str] = []
+
+    async def note(msg: Msg) -> None:
+        if f".{bus.stream}" in msg.subject:
+            seen.append(msg.subject)
+
+    watch = await bus.nc.subscribe("$JS.API.CONSUMER.>", cb=note)
+    await bus.nc.flush()
+    sink = NatsSink(bus.sink_settings())
+    await sink.open()
+    try:
+        await sink.write_batch([feed_trade("BTC-USD", i) for i in range(3)])
+    finally:
+        await sink.aclose()
+    connector = NatsConnector(bus.source_settings(), PROVIDER)
+
+    async def first_frame() -> None:
+        async with connector.open([">"]) as conn:
+            async for frame in conn:
+                if frame:
+                    return
+
+    # The first writer creates the consumer (the watch sees that: it works).
+    await first_frame()
+    await bus.nc.flush()
+    assert any(".CREATE." in s and ".tickwire-writer" in s for s in seen), seen
+    before = len(seen)
+    # A second writer (or this one reconnecting) joins the existing durable.
+    await first_frame()
+    await bus.nc.flush()
+    joined = seen[before:]
+    await watch.unsubscribe()
+    assert not [s for s in joined if ".INFO." in s or ".CREATE." in s], joined
+    assert f"$JS.API.CONSUMER.NAMES.{bus.stream}" in joined  # it looked, by name only
+    assert (await consumer(bus)).delivered.stream_seq >= 1  # and it was delivered messages

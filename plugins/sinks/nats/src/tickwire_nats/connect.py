@@ -10,6 +10,16 @@ writer sharing the durable consumer). Messages still waiting for their commit wh
 closes are nak'ed, so they are delivered again at once rather than after ``ack_wait``; the sinks'
 unique keys make the second write harmless.
 
+Joining an existing durable consumer makes no ``CONSUMER.INFO`` or ``CONSUMER.CREATE`` request
+for it: on nats-server 2.9.10 either request leaves a pull consumer that has a backlog delivering
+a few hundred messages per second for the rest of its life (measured: 8-15k msgs/s before one
+``consumer_info`` call, 250-550 after, the server idle). nats-py's ``pull_subscribe`` asks
+``CONSUMER.INFO`` first, so every writer that joined (a second writer, a restart, a reconnect)
+slowed all writers of that durable. The connection lists the stream's consumer *names*
+(``CONSUMER.NAMES``, which does not touch the consumer), binds to an existing durable, and
+creates only a missing one. Monitoring that polls ``nats consumer info`` does the same harm on
+that server version; see the README (*Limits*).
+
 On an idle stream each empty fetch yields an empty frame, which keeps the runner's stall
 watchdog content while the server answers; while the NATS connection is down nothing is
 yielded, so the watchdog reopens the connection after the keep-alive window.
@@ -18,6 +28,7 @@ yielded, so the watchdog reopens the connection after the keep-alive window.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,6 +60,42 @@ NEEDS_ATTACH = (
     "tickwire core cannot report by itself: run writers with 'tickwire-nats-writer -c FILE', "
     "or call tickwire_nats.attach(pipeline) before starting an embedded pipeline"
 )
+
+
+async def consumer_names(nc: Client, stream: str) -> set[str]:
+    """The names of ``stream``'s consumers, from ``$JS.API.CONSUMER.NAMES`` (paged).
+
+    Unlike ``CONSUMER.INFO`` this does not touch any consumer's state (see the module doc).
+    """
+    names: set[str] = set()
+    while True:
+        request = json.dumps({"offset": len(names)}).encode()
+        reply = await nc.request(f"$JS.API.CONSUMER.NAMES.{stream}", request, timeout=5)
+        body = json.loads(reply.data)
+        if "error" in body:
+            detail = f"listing the consumers of {stream}: {body['error']}"
+            raise ConnectionFailed(detail, "protocol")
+        page = body.get("consumers") or []
+        names.update(page)
+        if not page or len(names) >= int(body.get("total", 0)):
+            return names
+
+
+async def bind_consumer(
+    nc: Client, js: JetStreamContext, stream: str, config: ConsumerConfig
+) -> JetStreamContext.PullSubscription:
+    """Bind to the durable ``config.durable_name``, creating it only when it is missing.
+
+    Never asks ``CONSUMER.INFO`` and never re-creates an existing consumer (see the module doc).
+    An existing consumer keeps its configuration (as with nats-py's ``pull_subscribe``).
+    """
+    durable = config.durable_name
+    assert durable is not None
+    if durable not in await consumer_names(nc, stream):
+        # Two writers starting at the same instant may both get here; the second create is
+        # then a CREATE of an existing consumer (harmless for the data, see the README).
+        await js.add_consumer(stream, config=config)
+    return await js.pull_subscribe_bind(durable=durable, stream=stream)
 
 
 def consumer_name(settings: NatsSourceSettings, subject_filter: str) -> str:
@@ -196,9 +243,7 @@ class NatsConnector:
                 filter_subject=subject,
                 max_waiting=512,
             )
-            sub = await js.pull_subscribe(
-                subject, durable=durable, stream=settings.stream, config=config
-            )
+            sub = await bind_consumer(nc, js, settings.stream, config)
             conn = NatsConnection(nc, sub, settings, self.tracker)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(conn.run_acks)
@@ -216,4 +261,4 @@ class NatsConnector:
                 await nc.close()
 
 
-__all__ = ("NatsConnection", "NatsConnector", "consumer_name")
+__all__ = ("NatsConnection", "NatsConnector", "bind_consumer", "consumer_name", "consumer_names")
