@@ -21,14 +21,13 @@ from pathlib import Path
 
 import anyio
 import asyncpg
+from conftest import PG_DSN
 from nats.aio.client import Client
 from nats.js.api import ConsumerInfo
 
 from tickwire_coinbase.testing import FakeCoinbase
 
 NATS_URL = "nats://127.0.0.1:4222"
-#: The machines' PostgreSQL (trust auth); override with TICKWIRE_TEST_PG_DSN.
-PG_DSN = os.environ.get("TICKWIRE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 #: The writers' durable consumer (the ``nats`` provider's default name).
 DURABLE = "tickwire-writer"
 

@@ -15,7 +15,6 @@ them, failed under CI.
 from __future__ import annotations
 
 import contextlib
-import os
 import random
 import signal
 import sys
@@ -37,6 +36,7 @@ from tickwire_nats import NatsSinkSettings
 from tickwire_nats.stream import ensure_stream
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import require_service
 from scale_out_helpers import (
     NATS_URL,
     PG_DSN,
@@ -57,44 +57,15 @@ SYMBOLS = ["AVAX-USD", "LINK-USD", "BTC-USD", "ETH-USD", "SOL-USD", "DOGE-USD"]
 DEADLINE = 90.0
 
 
-def _missing(service: str, exc: BaseException) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{service} is required under CI: {exc!r}")
-    pytest.skip(f"{service} is not running ({exc!r}); see shared/SERVICES.md")
-
-
 @pytest.fixture
 async def nc() -> AsyncIterator[Client]:
     """A plain nats-py client on the local server (fails under CI when it is missing)."""
     try:
         client = await nats.connect(NATS_URL, connect_timeout=2, allow_reconnect=False)
     except Exception as exc:
-        _missing(f"NATS at {NATS_URL}", exc)
+        require_service(f"NATS at {NATS_URL}", exc)
     yield client
     await client.close()
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[asyncpg.Connection]:
-    """A plain connection to the test database (fails under CI when it is missing)."""
-    try:
-        conn = await asyncpg.connect(PG_DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        _missing(f"PostgreSQL at {PG_DSN}", exc)
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def schema(pg: asyncpg.Connection) -> AsyncIterator[str]:
-    """A PostgreSQL schema of this test, dropped afterwards."""
-    name = f"tw_scale_{uuid.uuid4().hex[:12]}"
-    try:
-        yield name
-    finally:
-        await pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ that spans the restart gets trades from both runs).
 
 from __future__ import annotations
 
-import os
+import sys
 import time
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,9 +21,11 @@ from tickwire import Pipeline, Settings
 from tickwire.history import align
 from tickwire_coinbase.testing import FakeCoinbase
 
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import PG_DSN
+
 pytestmark = pytest.mark.anyio
 
-DSN = os.environ.get("TICKWIRE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 S = 1_000_000_000
 MIN = 60 * S
 SYMBOLS = ("BTC-USD", "ETH-USD")
@@ -35,29 +35,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def _ns(moment: datetime) -> int:
     delta = moment - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * S + delta.microseconds * 1000
-
-
-@pytest.fixture
-async def pg() -> AsyncIterator[asyncpg.Connection]:
-    try:
-        conn = await asyncpg.connect(DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {DSN} is required under CI: {exc}")
-        pytest.skip(f"PostgreSQL at {DSN} is not reachable ({exc}); set CI to make it fail")
-    try:
-        yield conn
-    finally:
-        await conn.close()
-
-
-@pytest.fixture
-async def schema(pg: asyncpg.Connection) -> AsyncIterator[str]:
-    name = f"tw_pipe_{uuid.uuid4().hex[:12]}"
-    try:
-        yield name
-    finally:
-        await pg.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
 
 
 def settings_for(fake: FakeCoinbase, schema: str, tmp_path: Path) -> Settings:
@@ -71,7 +48,7 @@ def settings_for(fake: FakeCoinbase, schema: str, tmp_path: Path) -> Settings:
                 "rest_url": fake.rest_url,
             }
         ],
-        sinks=[{"type": "timescale", "dsn": DSN, "schema": schema, "retention": "36500d"}],
+        sinks=[{"type": "timescale", "dsn": PG_DSN, "schema": schema, "retention": "36500d"}],
         candles={"intervals": ["1m"], "grace": "100ms"},
         bootstrap={"days": 0},
         runner={"deadletter": str(tmp_path / "dl"), "backoff_initial": "50ms"},
