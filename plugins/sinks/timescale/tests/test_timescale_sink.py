@@ -215,6 +215,26 @@ async def test_partition_dropped_elsewhere_is_recreated_on_retry(
     assert await sink.pool.fetchval(f"SELECT count(*) FROM {schema_name}.trades") == 1
 
 
+async def test_a_trades_only_batch_is_all_or_nothing(
+    sink: TimescaleSink, schema_name: str, pg: asyncpg.Connection
+) -> None:
+    # A batch of trades alone is one COPY without BEGIN/COMMIT: it must still store all of
+    # its rows or none.
+    day = 1_262_304_000 * NS_PER_SECOND
+    first, second = (
+        Trade("p", "X", day + i * DAY, day, Decimal(1), Decimal(1), None, "a") for i in range(2)
+    )
+    await sink.write_batch([first, second])
+    await pg.execute(f"DROP TABLE {schema_name}.trades_p20100102")  # "another process"
+    later = msgspec.structs.replace(first, ts=first.ts + NS_PER_SECOND)
+    with pytest.raises(TimescaleSinkError, match="no partition"):
+        await sink.write_batch([later, second])
+    stored = await sink.pool.fetch(f"SELECT ts FROM {schema_name}.trades")
+    assert [r[0] for r in stored] == [first.ts]  # nothing of the failed batch
+    await sink.write_batch([later, second])  # the runner's retry recreates the partition
+    assert await sink.pool.fetchval(f"SELECT count(*) FROM {schema_name}.trades") == 3
+
+
 async def test_book_snapshots_with_book_on(
     make_settings: Callable[..., TimescaleSettings], schema_name: str
 ) -> None:

@@ -8,7 +8,10 @@ transaction**, per table:
 * trades and quotes (the high-rate tables, whose rows are nearly always new) are first
   ``COPY``'d (binary) straight into the table. If any key is stored already (a replay, a
   retried batch), the unique index refuses the COPY, the transaction is rolled back and redone
-  with that table on the next step (no savepoint: fewer round trips per batch);
+  with that table on the next step (no savepoint: fewer round trips per batch). A batch of
+  one such table alone (the live stream's usual batch) is a single ``COPY`` outside an explicit
+  transaction: the statement is its own transaction, all or nothing, committed before it
+  returns, without the ``BEGIN`` and ``COMMIT`` round trips (5 socket writes per batch become 3);
 * otherwise (and always for candles, gaps and books) the rows are ``COPY``'d into the
   connection's temporary staging table and moved with ``INSERT ... SELECT ... ON CONFLICT``.
 
@@ -431,6 +434,25 @@ class TimescaleSink:
         """
         upsert: set[str] = set()
         async with self.pool.acquire() as conn:
+            if len(work) == 1 and work[0][0].name in _OPTIMISTIC:
+                # One table of new rows (the live stream's usual batch): a single COPY is its
+                # own transaction, so no BEGIN and COMMIT round trips; it commits (durably, as
+                # the server's synchronous_commit says) before it returns. A stored key refuses
+                # the whole COPY: then the transaction below upserts it.
+                table, rows = work[0]
+                try:
+                    await conn.copy_records_to_table(
+                        table.name,
+                        records=rows,
+                        columns=table.column_names,
+                        schema_name=self.schema,
+                    )
+                    return
+                except asyncpg.UniqueViolationError:
+                    upsert.add(table.name)
+                except asyncpg.CheckViolationError as exc:
+                    self._partitions.clear()
+                    raise TimescaleSinkError(f"batch not written: {exc}") from exc
             while True:
                 optimistic: str | None = None
                 try:
