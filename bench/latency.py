@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _feed import host_cpu, proc_cpu  # bench/ is not a package: by path
 
 FEED = Path(__file__).with_name("_feed.py")
+DISK_PROBE = Path(__file__).with_name("_disk_probe.py")
 DSN = os.environ.get("TICKWIRE_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = "redis://127.0.0.1:6379/0"
 PRODUCTS = ("BTC-USD", "ETH-USD")
@@ -137,6 +138,22 @@ async def read_line(stream: anyio.abc.ByteReceiveStream, buf: bytearray) -> str:
     return line.decode()
 
 
+class LoopLag:
+    """The longest this process's event loop was late waking a 1 ms sleeper (ms): how long the
+    loop was blocked (CPU taken by other processes, a GC pause, blocking calls)."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.scope = anyio.CancelScope()
+
+    async def run(self) -> None:
+        with self.scope:
+            while True:
+                started = time.perf_counter()
+                await anyio.sleep(0.001)
+                self.worst = max(self.worst, (time.perf_counter() - started) * 1000 - 1)
+
+
 async def one(
     kind: str, rate: float, seconds: float, flush: float, warmup: float, work: Path
 ) -> dict[str, Any]:
@@ -153,8 +170,17 @@ async def one(
         "--products",
         ",".join(PRODUCTS),
     ]
-    async with await anyio.open_process(cmd, stderr=None) as proc:
+    probe_cmd = [sys.executable, str(DISK_PROBE), "--dir", str(work)]
+    async with (
+        await anyio.open_process(cmd, stderr=None) as proc,
+        await anyio.open_process(probe_cmd, stderr=None) as probe,
+        anyio.create_task_group() as tg,
+    ):
         assert proc.stdout is not None and proc.stdin is not None
+        assert probe.stdout is not None and probe.stdin is not None
+        probe_buf = bytearray()
+        await read_line(probe.stdout, probe_buf)  # PROBING
+        lag = LoopLag()
         buf = bytearray()
         ready = (await read_line(proc.stdout, buf)).split()
         ws_url, rest_url = ready[1], ready[2]
@@ -184,6 +210,8 @@ async def one(
                     while not rs.writable:
                         await anyio.sleep(0.01)
                 clock.since = time.time_ns() // 1000 * 1000
+                tg.start_soon(lag.run)
+                await probe.stdin.send(b"GO\n")
                 await proc.stdin.send(f"GO {len(pipeline.connections)}\n".encode())
                 cpu0, wall0 = time.process_time(), time.perf_counter()
                 host0, feed0 = host_cpu()[0], proc_cpu(proc.pid)
@@ -200,6 +228,9 @@ async def one(
                 cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
                 feed_cpu = proc_cpu(proc.pid) - feed0
                 other = host_cpu()[0] - host0 - cpu - feed_cpu
+                lag.scope.cancel()
+                await probe.stdin.aclose()
+                disk = (await read_line(probe.stdout, probe_buf)).split()
                 pipeline.stop()
             await proc.stdin.aclose()
         finally:
@@ -222,6 +253,10 @@ async def one(
         "max": lat[-1] if lat else float("nan"),
         "net_p99": pct(net, 0.99),
         "write_p99": pct(sorted(clock.writes), 0.99),
+        "write_max": max(clock.writes, default=float("nan")),
+        "loop_max": lag.worst,
+        "disk_max": float(disk[4]),
+        "disk_slow": int(disk[5]),
         "batches": clock.batches,
         "cpu": cpu / wall if wall else float("nan"),
         "us_msg": cpu / sent * 1e6 if sent else float("nan"),
@@ -252,6 +287,9 @@ async def main(args: argparse.Namespace) -> None:
         ("max ms", 8, lambda r: f"{r['max']:.1f}"),
         ("recv p99", 8, lambda r: f"{r['net_p99']:.1f}"),
         ("write p99", 9, lambda r: f"{r['write_p99']:.1f}"),
+        ("write max", 9, lambda r: f"{r['write_max']:.1f}"),
+        ("loop max", 8, lambda r: f"{r['loop_max']:.1f}"),
+        ("disk max", 8, lambda r: f"{r['disk_max']:.1f}"),
         ("batches", 7, lambda r: f"{r['batches']}"),
         ("cpu", 5, lambda r: f"{r['cpu']:.0%}"),
         ("us/msg", 6, lambda r: f"{r['us_msg']:.1f}"),
@@ -287,7 +325,10 @@ async def main(args: argparse.Namespace) -> None:
             )
     print(
         "recv p99: send -> socket read in the pipeline (the rest is normalize, queue, batch "
-        "wait, write); write p99: of the sink's write_batch calls (ms); cpu: this process's "
+        "wait, write); write p99/max: of the sink's write_batch calls (ms); loop max: the longest "
+        "this process's event loop was blocked (ms); disk max: the slowest fdatasync of a 4 KiB "
+        "write by a probe process, every 10 ms meanwhile (a commit waits for the same kind of "
+        "flush: a stall in both at once is the disk's); cpu: this process's "
         "CPU over the run (1 core = 100%); us/msg: that CPU per message sent (one core "
         "sustains at most 1e6 / us/msg msgs/s); feed: the fake's CPU; other: every other "
         "process on the host (database servers and other work); lost: sent but not committed "
