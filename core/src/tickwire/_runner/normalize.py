@@ -94,6 +94,10 @@ class FrameHandler:
         self._skew_logged = -1e9
         self._latency = metrics.histogram("latency_seconds", provider=provider)
         self._counts = metrics.counters
+        #: The normalizer's batch fast path, if it has one (see :meth:`handle_batch`).
+        self._leading: Callable[[Sequence[Frame | Acked], int], list[Trade]] | None = getattr(
+            normalizer, "leading_trades", None
+        )
         self._keys: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
             cls: ("events_total", (("kind", KIND[cls]), ("provider", provider)))
             for cls in EVENT_TYPES
@@ -113,16 +117,32 @@ class FrameHandler:
 
         An :class:`~tickwire.protocols.Acked` frame's ``on_commit`` travels with the batch's
         events to the sinks, or is called at once when the frame leaves nothing to store.
+
+        A normalizer may offer ``leading_trades(frames, received_ts) -> list[Trade]``: the
+        trades of the longest run of frames, from the first, that are each exactly one trade
+        passing :func:`check_values` (one trade per frame; it stops, without raising, at any
+        other frame). Those frames skip the per-frame call and checks; the frames after the run
+        take the per-frame path, so a malformed one is dead-lettered alone as before.
         """
         received = time.time_ns()
         events: list[Event] = []
+        trades = 0
+        leading = self._leading
+        if leading is not None:
+            events = leading(frames, received)  # type: ignore[assignment]
+            trades = len(events)
+            if trades == len(frames):
+                if trades:
+                    await self._pass_on(events, received, trades, trades, None, None)
+                return
+            if trades:
+                frames = frames[trades:]
         append = events.append
         commits: list[Callable[[], None]] | None = None
         normalizer = self.normalizer
         keys = self._keys
-        trades = 0
         tally: dict[type, int] | None = None
-        used = 0
+        used = trades
         for frame in frames:
             on_commit: Callable[[], None] | None = None
             if type(frame) is Acked:

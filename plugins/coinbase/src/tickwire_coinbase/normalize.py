@@ -267,6 +267,69 @@ class CoinbaseNormalizer:
                 raise
             raise MalformedFrame(f"{type(msg).__name__[1:].lower()}: {exc}") from None
 
+    def leading_trades(self, frames: Sequence[object], received_ts: int) -> list[Trade]:
+        """The trades of the longest run of ``frames``, from the first, that are each one
+        plain, sane ``match`` (or ``last_match``): one trade per frame, in order.
+
+        The runner's fast path for a batch of frames (see
+        :class:`tickwire._runner.normalize.FrameHandler`): the same decode and checks as
+        calling the normalizer on each frame, without a call, a tuple and the generic checks per
+        frame. It stops, without raising, at the first frame that is anything else (another
+        message type, malformed, an absurd value, not ``str``/``bytes``): the runner hands
+        that frame and the rest to the normalizer one by one, which isolates what is malformed
+        exactly as before.
+        """
+        decode = _decoder.decode
+        provider = self.provider
+        seconds = _second_cache
+        taker = _TAKER
+        zero, inf = _ZERO, _INF
+        out: list[Trade] = []
+        append = out.append
+        for frame in frames:
+            try:
+                msg = decode(frame)  # type: ignore[arg-type]
+            except Exception:  # malformed, an ignored type, an Acked wrapper: the slow path
+                break
+            if type(msg) is not _Match and type(msg) is not _LastMatch:
+                break
+            price = msg.price
+            size = msg.size
+            try:
+                if not (zero < price < inf and zero <= size < inf):
+                    break
+            except ArithmeticError:
+                break
+            text = msg.time
+            base = seconds.get(text[:20])  # parse_time's fast path, inline
+            frac = text[20:26]
+            if (
+                base is not None
+                and len(text) == 27
+                and text[26] == "Z"
+                and frac.isdigit()
+                and frac.isascii()
+            ):
+                ts = base + int(frac) * 1000
+            else:
+                try:
+                    ts = _parse_time_slow(text)
+                except MalformedFrame:
+                    break
+            append(
+                Trade(
+                    provider,
+                    msg.product_id,
+                    ts,
+                    received_ts,
+                    price,
+                    size,
+                    taker[msg.side],
+                    str(msg.trade_id),
+                )
+            )
+        return out
+
     def _convert(self, msg: _Message, received_ts: int) -> Sequence[Item]:
         if type(msg) is _L2Update:
             changes: list[tuple[BookSide, Decimal, Decimal]] = [
