@@ -19,7 +19,7 @@ from tickwire._runner.sink import RunningSink
 from tickwire.events import Event, Gap, Trade
 from tickwire.metrics import Metrics
 from tickwire.settings import SinkSettings
-from tickwire.spill import HEADER_SIZE, Spill, spill_path
+from tickwire.spill import HEADER_SIZE, Spill, SpillInUse, spill_path
 from tickwire.testing import MemorySink
 
 pytestmark = pytest.mark.anyio
@@ -298,6 +298,114 @@ async def test_a_sink_that_never_opens_keeps_its_events_on_disk(tmp_path: Path) 
     assert ids(fresh.events) == list(range(20))
 
 
+# ---- write-ahead ----------------------------------------------------------------------
+
+
+def test_write_ahead_positions_stay_valid_while_the_written_head_is_cut_off(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.wal"
+    spill = Spill(path, 1 << 20, fsync_interval=0, compact_bytes=2048)
+    outstanding: list[tuple[int, int]] = []  # (position, first id) not yet committed
+    largest = 0
+    for chunk in range(200):
+        pos = spill.append_ahead(trades(chunk * 5, 5))
+        assert pos is not None
+        assert not spill.unread  # a write-ahead chunk counts as read: memory has it
+        outstanding.append((pos, chunk * 5))
+        if len(outstanding) > 3:
+            pos, _ = outstanding.pop(0)
+            spill.commit(pos, 5)
+        largest = max(largest, path.stat().st_size)
+    # The head was cut off again and again: the file stays near compact_bytes, not 200 chunks.
+    assert largest < 2 * 2048 + 1024, largest
+    assert spill.events == 15
+    # Another pipeline cannot take the file while this one holds it.
+    with pytest.raises(SpillInUse, match="in use by another tickwire pipeline"):
+        Spill(path, 1 << 20).recover()
+    # A hard kill now (the process dies: its descriptor and lock go): the next run finds
+    # exactly the chunks not committed, in order.
+    assert spill._fd is not None
+    os.close(spill._fd)
+    again = Spill(path, 1 << 20)
+    assert again.recover() == 15
+    batch, _ = again.read(100)
+    assert ids(batch) == list(range(outstanding[0][1], 1000))
+
+
+def test_write_ahead_overflow_after_ahead_chunks_is_read_in_order(tmp_path: Path) -> None:
+    spill = Spill(tmp_path / "s.wal", 1 << 20, fsync_interval=0)
+    first = spill.append_ahead(trades(0, 3))
+    assert first is not None and spill.append(trades(3, 4))
+    assert spill.unread
+    batch, pos = spill.read(100)  # only the overflow: the first chunk is in memory
+    assert ids(batch) == [3, 4, 5, 6]
+    spill.commit(first, 3)
+    spill.commit(pos, 4)
+    assert not spill.pending and spill.events == 0
+
+
+async def test_write_ahead_steady_flow_keeps_the_file_small_and_delivers_in_order(
+    tmp_path: Path,
+) -> None:
+    sink = MemorySink()
+    rs = RunningSink(SinkSettings(type="mem", buffer=50, batch_size=20), sink, Metrics())
+    rs.spill_to(tmp_path / "spill", max_bytes=1 << 16, fsync_interval=0.01)
+    assert rs.write_ahead and rs.spill is not None
+    largest = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rs.run)
+        for i in range(700):
+            await rs.put(trades(i * 7, 7))
+            largest = max(largest, rs.spill.size)
+            if i % 5 == 0:
+                await anyio.sleep(0)
+        rs.close()
+    assert ids(sink.events) == list(range(4900))
+    # 4,900 events (~600 KiB of records) went through a 64 KiB file: its head was cut off.
+    assert largest <= 1 << 16
+    assert not rs.spill.path.exists()
+
+
+class FailingDisk(Spill):
+    """A spill file on a disk that fails while ``broken``."""
+
+    broken = True
+
+    def _append(self, events: Sequence[Event], payload: bytes | None) -> int | None:
+        if self.broken:
+            raise OSError(28, "No space left on device")
+        return super()._append(events, payload)
+
+
+async def test_write_ahead_on_a_failing_disk_keeps_events_in_memory_and_says_so(
+    tmp_path: Path, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="tickwire")
+    sink = MemorySink()
+    metrics = Metrics()
+    rs = RunningSink(SinkSettings(type="mem", buffer=100, batch_size=10), sink, metrics)
+    rs.spill_to(tmp_path / "spill", fsync_interval=0)
+    rs.spill = FailingDisk(spill_path(tmp_path / "spill", "mem"), 1 << 20, 0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rs.run)
+        for i in range(10):
+            with anyio.fail_after(1):  # never blocks on the broken disk
+                await rs.put(trades(i * 3, 3))
+        await sink.wait_for(lambda m: len(m.events) == 30)
+        FailingDisk.broken = False
+        try:
+            await rs.put(trades(30, 3))
+            await sink.wait_for(lambda m: len(m.events) == 33)
+        finally:
+            FailingDisk.broken = True
+        rs.close()
+    assert ids(sink.events) == list(range(33))
+    assert metrics.value("sink_wal_errors_total", sink="mem") == 10
+    assert caplog.text.count("sink.spill_failed") == 1
+    assert "No space left on device" in caplog.text
+
+
 HARD_KILL = textwrap.dedent(
     """
     import os, signal, sys
@@ -315,7 +423,7 @@ HARD_KILL = textwrap.dedent(
 
     async def main():
         rs = RunningSink(SinkSettings(type="gate", buffer=10, batch_size=4), Down(), Metrics())
-        rs.spill_to(sys.argv[1], fsync_interval=0)
+        rs.spill_to(sys.argv[1], fsync_interval=0, mode=sys.argv[2])
         async with anyio.create_task_group() as tg:
             tg.start_soon(rs.run)
             for i in range(50):
@@ -329,11 +437,12 @@ HARD_KILL = textwrap.dedent(
 )
 
 
-async def test_a_hard_kill_loses_only_the_memory_buffer_never_the_fsynced_spill(
-    tmp_path: Path,
+@pytest.mark.parametrize("mode", ["write-ahead", "overflow"])
+async def test_a_hard_kill_loses_nothing_written_ahead_and_only_memory_in_overflow_mode(
+    tmp_path: Path, mode: str
 ) -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", HARD_KILL, str(tmp_path / "spill")],
+        [sys.executable, "-c", HARD_KILL, str(tmp_path / "spill"), mode],
         capture_output=True,
         text=True,
         timeout=60,
@@ -341,13 +450,17 @@ async def test_a_hard_kill_loses_only_the_memory_buffer_never_the_fsynced_spill(
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     in_memory, on_disk = map(int, proc.stdout.split())
-    assert in_memory + on_disk == 50
     fresh = MemorySink()
     again = running(fresh, tmp_path)
-    assert again.spilled == on_disk
     async with anyio.create_task_group() as tg:
         tg.start_soon(again.run)
         again.close()
-    # The first ``in_memory`` events were in RAM when the process died (the buffer, plus the
-    # batch the writer was retrying); everything that overflowed to disk survives, in order.
-    assert ids(fresh.events) == list(range(50 - on_disk, 50))
+    if mode == "write-ahead":
+        # Every event was in the file before it waited in memory: all 50 survive, in order.
+        assert in_memory > 0 and on_disk > 0
+        assert ids(fresh.events) == list(range(50))
+    else:
+        # The first ``in_memory`` events were in RAM when the process died (the buffer, plus
+        # the batch the writer was retrying); what overflowed to disk survives, in order.
+        assert in_memory + on_disk == 50
+        assert ids(fresh.events) == list(range(50 - on_disk, 50))

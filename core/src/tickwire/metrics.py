@@ -9,7 +9,8 @@ and tests read. Names (without the ``tickwire_`` prefix Prometheus adds):
 * ``gaps_total{provider,reason}``
 * ``sink_rows_total{sink}``, ``sink_batches_total{sink}``, ``sink_errors_total{sink}``,
   ``sink_queue{sink}`` (gauge), ``sink_spilled_total{sink}``, ``sink_spill_full_total{sink}``,
-  ``sink_spill_bytes{sink}`` and ``sink_spill_events{sink}`` (gauges),
+  ``sink_wal_errors_total{sink}``, ``sink_spill_bytes{sink}`` and ``sink_spill_events{sink}``
+  (gauges),
   ``sink_write_seconds{sink}`` (histogram)
 * ``latency_seconds{provider}``: exchange time to receive time (histogram)
 * ``candles_late_total{provider}``: trades too late to change any kept candle
@@ -113,6 +114,23 @@ REFERENCE: dict[str, MetricInfo] = {
     ),
     "sink_queue": MetricInfo(
         "gauge", "Events waiting in a sink's buffer (set after each batch).", ("sink",)
+    ),
+    "sink_spilled_total": MetricInfo(
+        "counter", "Events a full buffer sent to the spill file only (overflow).", ("sink",)
+    ),
+    "sink_spill_full_total": MetricInfo(
+        "counter", "Times the spill file was full and the sources had to wait.", ("sink",)
+    ),
+    "sink_wal_errors_total": MetricInfo(
+        "counter",
+        "Write-ahead appends that failed (a disk error): those events waited in memory only.",
+        ("sink",),
+    ),
+    "sink_spill_bytes": MetricInfo(
+        "gauge", "Bytes of the spill file not yet written to the sink.", ("sink",)
+    ),
+    "sink_spill_events": MetricInfo(
+        "gauge", "Events in the spill file only (overflow, not also in memory).", ("sink",)
     ),
     "sink_write_seconds": MetricInfo(
         "histogram", "Time one batch write took, retries not included.", ("sink",)

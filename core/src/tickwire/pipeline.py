@@ -51,6 +51,7 @@ from tickwire.settings import (
     validate_entry,
 )
 from tickwire.shard import select
+from tickwire.spill import SpillInUse
 
 INFO, WARNING = 20, 30
 #: Seconds between candle-builder ticks (closing buckets on time).
@@ -108,13 +109,17 @@ class Pipeline:
         for i, raw in enumerate(self.settings.sinks):
             sink_settings = self._sink_settings(i, raw, where)
             sink = self.plugins.sink_for(sink_settings)
-            rs = RunningSink(sink_settings, sink, self.metrics)
-            if rs.spill is None and runner.spill_dir is not None:
-                rs.spill_to(
-                    runner.spill_dir,
-                    sink_settings.spill_max_bytes,
-                    sink_settings.spill_fsync_interval.total_seconds(),
-                )
+            try:
+                rs = RunningSink(sink_settings, sink, self.metrics)
+                if rs.spill is None and runner.spill_dir is not None:
+                    rs.spill_to(
+                        runner.spill_dir,
+                        sink_settings.spill_max_bytes,
+                        sink_settings.spill_fsync_interval.total_seconds(),
+                    )
+            except SpillInUse as exc:
+                label = sink_settings.label
+                raise ConfigError(f"{where}: [[sinks]] #{i + 1} ({label}): {exc}") from None
             self.running_sinks.append(rs)
         for extra in sinks:
             label = type(extra).__name__

@@ -152,6 +152,13 @@ class SinkSettings(_EnvFirst):
         default=None,
         description="Folder of this sink's spill file (default: [runner] spill_dir).",
     )
+    spill_mode: Literal["write-ahead", "overflow"] = Field(
+        default="write-ahead",
+        description="'write-ahead': every event is appended to the spill file before it waits "
+        "in memory, so a killed process loses nothing accepted (a power cut: at most "
+        "spill_fsync_interval of appends); 'overflow': only what the full buffer has no room "
+        "for goes there (cheaper; a kill loses the events waiting in memory).",
+    )
     spill_max_bytes: int = Field(
         default=1 << 30,
         ge=1 << 16,
@@ -159,8 +166,8 @@ class SinkSettings(_EnvFirst):
     )
     spill_fsync_interval: Duration = Field(
         default=timedelta(milliseconds=100),
-        description="fsync the spill file this often (0: after every spilled batch); "
-        "a machine crash loses at most this much of the overflow.",
+        description="fsync the spill file this often (0: after every append); a machine "
+        "crash loses at most this much of what was appended.",
     )
     name: str | None = Field(default=None, description="A label for logs and metrics.")
 

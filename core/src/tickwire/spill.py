@@ -1,9 +1,11 @@
-"""Spill-to-disk: a bounded write-ahead file per sink for the events its buffer has no room for.
+"""Spill-to-disk: a bounded write-ahead file per sink.
 
-When a sink is down or slow and its in-memory buffer is full, the runner appends the overflow
-to ``<spill_dir>/<sink label>.wal`` instead of blocking the sources, and replays it (oldest
-first, before anything newer) once the sink writes again. A WAL left by a crashed run is
-replayed when the next run starts.
+Every event a sink accepts is appended to ``<spill_dir>/<sink label>.wal`` before it waits in
+memory (``spill_mode = "write-ahead"``, the default), and the file's head is committed as the
+sink writes; when the sink is down or slow and its in-memory buffer is full, the overflow goes
+to the file only, instead of blocking the sources, and is replayed (oldest first, before
+anything newer) once the sink writes again. With ``spill_mode = "overflow"`` only that overflow
+is written. A WAL left by a crashed or killed run is replayed when the next run starts.
 
 File format (little-endian)::
 
@@ -17,15 +19,21 @@ file is truncated once everything is replayed. A record whose length or CRC does
 (a torn tail after a hard kill) ends the file: it and anything after it are dropped, with a
 ``sink.spill_torn`` log line.
 
+Positions handed out (by :meth:`Spill.read` and :meth:`Spill.append_ahead`) are logical: they
+keep growing when the committed head is cut off (the file is rewritten from its first
+uncommitted record once the head passes ``compact_bytes``, or truncated when all is written).
+
 Durability: appends reach the page cache at once and are ``fsync``-ed every ``fsync_interval``
-seconds (0: after every append). A process crash loses nothing that was appended; a hard kill
-of the machine (power loss) loses at most the last ``fsync_interval`` of overflow. A replay cut
-short by a crash starts again from the last committed offset, so a sink may see a few batches
-twice: every tickwire sink writes idempotently (by key), so that stores nothing twice.
+seconds (0: after every append). A process crash or SIGKILL loses nothing that was appended; a
+hard kill of the machine (power loss) loses at most the last ``fsync_interval`` of appends. A
+replay cut short by a crash starts again from the last committed offset, so a sink may see a
+few batches twice: every tickwire sink writes idempotently (by key), so that stores nothing
+twice.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import struct
@@ -56,6 +64,26 @@ _decoder: msgspec.msgpack.Decoder[list[Event]] = msgspec.msgpack.Decoder(list[Ev
 WARNING = 30
 
 
+class SpillInUse(OSError):
+    """Another process (or another sink of this one) holds this spill file."""
+
+
+def _lock(fd: int, path: Path) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SpillInUse(
+            f"spill file {path} is in use by another tickwire pipeline: give each process its "
+            "own [runner] spill_dir (or each sink its own name)"
+        ) from None
+
+
+def encode(events: Sequence[Event]) -> bytes:
+    """One chunk of events as a record payload (encode once, append to several files)."""
+    return _encoder.encode(list(events))
+
+
 def spill_path(directory: str | os.PathLike[str], label: str) -> Path:
     """The spill file of the sink labelled ``label`` in ``directory``."""
     return Path(directory) / f"{_SAFE.sub('_', label) or 'sink'}.wal"
@@ -72,14 +100,25 @@ class Spill:
     :param max_bytes: the largest the file may grow; :meth:`append` refuses past it.
     :param fsync_interval: seconds between two ``fsync`` calls of appended data; 0 syncs after
         every append.
+    :param compact_bytes: once this many committed bytes head the file, it is rewritten
+        without them (write-ahead use: the file never empties under a steady flow).
     """
 
     def __init__(
-        self, path: Path, max_bytes: int = DEFAULT_MAX_BYTES, fsync_interval: float = 0.1
+        self,
+        path: Path,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        fsync_interval: float = 0.1,
+        compact_bytes: int | None = None,
     ) -> None:
         self.path = path
         self.max_bytes = max(max_bytes, HEADER_SIZE + 64)
         self.fsync_interval = fsync_interval
+        self.compact_bytes = (
+            compact_bytes if compact_bytes is not None else min(64 << 20, self.max_bytes // 4)
+        )
+        #: Logical position = physical offset + ``_shift`` (grows as the head is cut off).
+        self._shift = 0
         self._fd: int | None = None
         self._end = HEADER_SIZE
         self._commit = HEADER_SIZE
@@ -122,6 +161,7 @@ class Spill:
         if not self.path.exists():
             return 0
         fd = os.open(self.path, os.O_RDWR)
+        _lock(fd, self.path)
         self._fd = fd
         size = os.fstat(fd).st_size
         header = os.pread(fd, HEADER_SIZE, 0)
@@ -164,8 +204,10 @@ class Spill:
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.ftruncate(self._fd, 0)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            _lock(fd, self.path)
+            self._fd = fd
+            os.ftruncate(fd, 0)
             self._end = self._commit = self._read = HEADER_SIZE
             self._write_header(HEADER_SIZE)
         return self._fd
@@ -177,9 +219,29 @@ class Spill:
 
     # ---- appending -----------------------------------------------------------------------
 
-    def append(self, events: Sequence[Event]) -> bool:
-        """Append one chunk; ``False`` (nothing written) when the file would pass its bound."""
-        payload = _encoder.encode(list(events))
+    def append(self, events: Sequence[Event], payload: bytes | None = None) -> bool:
+        """Append one chunk; ``False`` (nothing written) when the file would pass its bound.
+
+        ``payload``: the chunk already :func:`encode`-d.
+        """
+        return self._append(events, payload) is not None
+
+    def append_ahead(self, events: Sequence[Event], payload: bytes | None = None) -> int | None:
+        """Append a chunk that also waits in memory: it counts as read already.
+
+        Returns the position to :meth:`commit` once the chunk is written to the sink (``None``:
+        nothing appended, the file would pass its bound). Only while nothing is unread: the
+        chunk must be the newest thing the sink will write.
+        """
+        assert not self.unread, "a write-ahead chunk must not pass unread overflow"
+        end = self._append(events, payload)
+        if end is not None:
+            self._read = self._end
+        return end
+
+    def _append(self, events: Sequence[Event], payload: bytes | None) -> int | None:
+        if payload is None:
+            payload = _encoder.encode(list(events))
         count = len(events)
         record = (
             _RECORD.pack(
@@ -192,7 +254,7 @@ class Spill:
         fd = self._open()
         if self._end + len(record) > self.max_bytes:
             if not self._compact() or self._end + len(record) > self.max_bytes:
-                return False
+                return None
             fd = self._open()
         os.pwrite(fd, record, self._end)
         self._end += len(record)
@@ -202,7 +264,7 @@ class Spill:
             self.sync()
         else:
             self.sync_due()
-        return True
+        return self._end + self._shift
 
     def prepend(self, events: Sequence[Event]) -> None:
         """Put ``events`` before everything pending (at shutdown: the unwritten memory buffer).
@@ -223,8 +285,8 @@ class Spill:
         self._rewrite(prefix=events)
 
     def _compact(self) -> bool:
-        """Drop the replayed head of the file (only when no batch read from it is in flight)."""
-        if self._commit == HEADER_SIZE or self._read != self._commit:
+        """Drop the written head of the file (positions handed out stay valid)."""
+        if self._commit == HEADER_SIZE:
             return False
         self._rewrite()
         return True
@@ -233,6 +295,7 @@ class Spill:
         assert self._fd is not None
         tmp = self.path.with_suffix(".wal.tmp")
         out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fcntl.flock(out, fcntl.LOCK_EX)  # a new file: held before it takes the path
         try:
             pos = HEADER_SIZE
             added = 0
@@ -244,6 +307,7 @@ class Spill:
                 os.pwrite(out, record, pos)
                 pos += len(record)
                 added = count
+            head = pos
             src = self._commit
             while src < self._end:
                 chunk = os.pread(self._fd, min(1 << 22, self._end - src), src)
@@ -257,13 +321,21 @@ class Spill:
             os.close(out)
             tmp.unlink(missing_ok=True)
             raise
-        os.close(self._fd)
         os.replace(tmp, self.path)
+        os.close(self._fd)
         self._fd = out
+        # The first uncommitted record moves from ``_commit`` to ``head``.
+        cut = self._commit - head
         self._end = pos
-        self._commit = self._read = HEADER_SIZE
+        self._shift += cut
+        if prefix:
+            # At shutdown: everything is read again at the next start.
+            self._read = HEADER_SIZE
+            self._read_events = 0
+        else:
+            self._read -= cut
+        self._commit = HEADER_SIZE
         self.events += added
-        self._read_events = 0
         self._dirty = False
         self._last_sync = time.monotonic()
 
@@ -281,26 +353,34 @@ class Spill:
             pos += RECORD_OVERHEAD + length
         self._read_events += len(batch)
         self._read = pos
-        return batch, pos
+        return batch, pos + self._shift
 
     def unread_all(self) -> None:
         """Forget what :meth:`read` handed out (it was not written): it is read again."""
         self._read = self._commit
         self._read_events = 0
 
-    def commit(self, pos: int) -> None:
-        """Everything before ``pos`` is written to the sink: drop it (truncate when empty)."""
+    def commit(self, pos: int, events: int | None = None) -> None:
+        """Everything before ``pos`` is written to the sink: drop it (truncate when empty).
+
+        ``events``: how many events that was (default: all :meth:`read` handed out).
+        """
+        pos -= self._shift
         if self._fd is None or pos <= self._commit:
             return
         if pos >= self._end:
             self._reset()
             return
         self._commit = pos
-        self.events -= self._read_events
+        self.events -= self._read_events if events is None else events
         self._read_events = 0
         self._write_header(pos)
+        if pos - HEADER_SIZE >= self.compact_bytes and self._end - pos <= pos - HEADER_SIZE:
+            # The written head is large, and larger than what a rewrite copies: cut it off.
+            self._rewrite()
 
     def _reset(self) -> None:
+        self._shift += self._end - HEADER_SIZE
         self._end = self._commit = self._read = HEADER_SIZE
         self.events = self._read_events = 0
         if self._fd is not None:
@@ -332,4 +412,12 @@ class Spill:
             self.path.unlink(missing_ok=True)
 
 
-__all__ = ("DEFAULT_MAX_BYTES", "HEADER_SIZE", "MAGIC", "Spill", "spill_path")
+__all__ = (
+    "DEFAULT_MAX_BYTES",
+    "HEADER_SIZE",
+    "MAGIC",
+    "Spill",
+    "SpillInUse",
+    "encode",
+    "spill_path",
+)

@@ -11,22 +11,26 @@ the writes keep up. ``flush_interval`` (0 by default) lets a partial batch wait 
 events, at most that long after its oldest event was queued: fewer, larger writes for up to
 that much more latency.
 
-When the buffer is full (the sink is down or slow) and a spill directory is set, the overflow
-goes to the sink's write-ahead file (:mod:`tickwire.spill`) instead of blocking the sources; it
-is replayed, oldest first and before anything newer, once the sink writes again (and at the
-next start after a crash). Only when the spill file is full too (``spill_max_bytes``) do the
-sources wait (``sink.spill_full``), so nothing is dropped while the pipeline runs. The
+When a spill directory is set (the default), every sink has a write-ahead file
+(:mod:`tickwire.spill`). With ``spill_mode = "write-ahead"`` (the default) every chunk of events
+is appended to it before it waits in memory, and the file's head is committed as batches are
+written. When the buffer is full (the sink is down or slow) the overflow goes to the file only,
+instead of blocking the sources; it is replayed, oldest first and before anything newer, once
+the sink writes again (and at the next start after a crash). Only when the spill file is full
+too (``spill_max_bytes``) do the sources wait (``sink.spill_full``), so nothing is dropped
+while the pipeline runs. ``spill_mode = "overflow"`` writes only that overflow. The
 :class:`Fanout` hands every batch of events to every sink (and to taps).
 
 What each kind of stop can lose, per sink:
 
 * SIGTERM / Ctrl-C: nothing. The buffer is flushed within ``shutdown_deadline``; what the
-  deadline cuts off (the sink is down) is written to the spill file, ahead of what is already
-  there, and replayed at the next start (``sink.spill_saved``, then ``sink.spill_recovered``).
-* The process killed hard (SIGKILL, OOM): what was in memory, at most ``buffer`` events plus the
-  batch being written; everything already spilled survives (it is in the page cache).
-* The machine losing power: the above, plus spill-file appends not yet fsynced, at most
-  ``spill_fsync_interval`` (default 100 ms) of overflow; 0 syncs every spilled batch.
+  deadline cuts off (the sink is down) stays in (``overflow``: is written to) the spill file,
+  and is replayed at the next start (``sink.spill_saved``, then ``sink.spill_recovered``).
+* The process killed hard (SIGKILL, OOM): nothing accepted (``write-ahead``: every accepted
+  event is in the file, in the page cache). ``overflow``: what was in memory, at most
+  ``buffer`` events plus the batch being written.
+* The machine losing power: appends not yet fsynced, at most ``spill_fsync_interval`` (default
+  100 ms) of events (``overflow``: of overflow, plus what was in memory); 0 syncs every append.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from tickwire.events import Event
 from tickwire.metrics import ROW_BUCKETS, Metrics
 from tickwire.protocols import RetentionSink, Sink
 from tickwire.settings import SinkSettings
-from tickwire.spill import DEFAULT_MAX_BYTES, Spill, spill_path
+from tickwire.spill import DEFAULT_MAX_BYTES, Spill, encode, spill_path
 
 INFO, WARNING, ERROR = 20, 30, 40
 _IDLE = 1 << 62
@@ -78,6 +82,8 @@ class RunningSink:
         self.batch_size = settings.batch_size
         self.flush_interval = settings.flush_interval.total_seconds()
         self._chunks: deque[Sequence[Event]] = deque()
+        #: Per chunk in memory: its position in the write-ahead file (``None``: not in it).
+        self._chunk_pos: deque[int | None] = deque()
         self.queued = 0
         #: ``time.monotonic()`` when the oldest event in memory was queued (``flush_interval``).
         self._oldest = 0.0
@@ -97,8 +103,18 @@ class RunningSink:
         self.spill: Spill | None = None
         #: Events the writer took from memory and has not written yet.
         self._inflight: list[Event] = []
-        #: Spill position to commit once the batch in flight (read from the spill) is written.
+        #: Spill position to commit once the batch in flight is written, and how many events of
+        #: the file that covers (of which ``_inflight_mirrored`` came from memory).
         self._inflight_pos: int | None = None
+        self._inflight_logged = 0
+        self._inflight_mirrored = 0
+        #: Events of the batch in flight that are not in the write-ahead file (a failed append).
+        self._inflight_unlogged: list[Event] = []
+        #: Every accepted chunk goes to the spill file first (``spill_mode = "write-ahead"``).
+        self.write_ahead = False
+        #: Events in memory (queued or in flight) that are in the write-ahead file too.
+        self._mirrored = 0
+        self._wal_failed = False
         self._spilling = False
         self._spill_full = False
         self._episode = 0
@@ -118,13 +134,21 @@ class RunningSink:
         directory: str | os.PathLike[str],
         max_bytes: int = DEFAULT_MAX_BYTES,
         fsync_interval: float = DEFAULT_FSYNC_INTERVAL,
+        mode: str | None = None,
     ) -> Spill:
-        """Spill overflow to ``<directory>/<label>.wal``; replay what an earlier run left there.
+        """Keep a write-ahead file at ``<directory>/<label>.wal``; replay what an earlier run
+        left there.
 
         :param max_bytes: bound of the file; past it the sources wait (``sink.spill_full``).
         :param fsync_interval: seconds between two ``fsync`` of the file (0: every append). A
-            hard kill loses at most this much of the overflow.
+            machine crash loses at most this much of the appends.
+        :param mode: ``"write-ahead"`` (every accepted event) or ``"overflow"`` (only what the
+            full buffer has no room for); default: the sink's ``spill_mode``.
         """
+        if self.spill is not None:
+            self.spill.close()  # another file from now on: let go of this one
+        mode = mode or getattr(self.settings, "spill_mode", "write-ahead")
+        self.write_ahead = mode == "write-ahead"
         spill = Spill(spill_path(directory, self.label), max_bytes, fsync_interval)
         found = spill.recover()
         self.spill = spill
@@ -146,13 +170,28 @@ class RunningSink:
 
     @property
     def spilled(self) -> int:
-        """Events waiting in the spill file."""
-        return self.spill.events if self.spill is not None else 0
+        """Events waiting in the spill file only (overflow: not in memory)."""
+        return self.spill.events - self._mirrored if self.spill is not None else 0
 
     def _spill_gauges(self) -> None:
         if self.spill is not None:
             self.metrics.set("sink_spill_bytes", self.spill.pending_bytes, sink=self.label)
-            self.metrics.set("sink_spill_events", self.spill.events, sink=self.label)
+            self.metrics.set("sink_spill_events", self.spilled, sink=self.label)
+
+    def _refused(self, spill: Spill) -> bool:
+        if not self._spill_full:
+            self._spill_full = True
+            self.metrics.inc("sink_spill_full_total", sink=self.label)
+            emit(
+                ERROR,
+                "sink.spill_full",
+                "the spill file is full: the sources now wait for this sink",
+                sink=self.label,
+                bytes=spill.size,
+                max_bytes=spill.max_bytes,
+                events=spill.events,
+            )
+        return False
 
     def _to_spill(self, spill: Spill, events: Sequence[Event]) -> bool:
         try:
@@ -162,19 +201,7 @@ class RunningSink:
             if not self._spill_full:
                 emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
         if not ok:
-            if not self._spill_full:
-                self._spill_full = True
-                self.metrics.inc("sink_spill_full_total", sink=self.label)
-                emit(
-                    ERROR,
-                    "sink.spill_full",
-                    "the spill file is full: the sources now wait for this sink",
-                    sink=self.label,
-                    bytes=spill.size,
-                    max_bytes=spill.max_bytes,
-                    events=spill.events,
-                )
-            return False
+            return self._refused(spill)
         self._spill_full = False
         self.metrics.inc("sink_spilled_total", len(events), sink=self.label)
         self._spill_gauges()
@@ -199,21 +226,30 @@ class RunningSink:
 
     # ---- the producer side ---------------------------------------------------------------
 
-    def offer(self, events: Sequence[Event], on_commit: Callable[[], None] | None = None) -> bool:
+    def offer(
+        self,
+        events: Sequence[Event],
+        on_commit: Callable[[], None] | None = None,
+        payload: bytes | None = None,
+    ) -> bool:
         """Queue ``events`` if there is room (in memory, else in the spill file); ``False``
         when the buffer is full and there is no spill file or it is full too.
 
         ``on_commit`` is called once these events (and all accepted before them) are written.
+        ``payload``: the events already :func:`tickwire.spill.encode`-d (the fan-out encodes
+        a chunk once for every write-ahead sink).
         """
-        if not self._accept(events):
+        if not self._accept(events, payload):
             return False
         self.accepted += len(events)
         if on_commit is not None:
             self._commits.append((self.accepted, on_commit))
         return True
 
-    def _accept(self, events: Sequence[Event]) -> bool:
+    def _accept(self, events: Sequence[Event], payload: bytes | None = None) -> bool:
         spill = self.spill
+        if spill is not None and self.write_ahead:
+            return self._accept_ahead(spill, events, payload)
         if spill is not None and spill.pending:
             # Older events wait on disk: these go after them, to keep the order.
             return self._to_spill(spill, events)
@@ -228,22 +264,63 @@ class RunningSink:
             if not self._to_spill(spill, events[room:]):
                 return False
             events = events[:room]
+        self._queue(events, None)
+        return True
+
+    def _queue(self, events: Sequence[Event], pos: int | None) -> None:
         if not self._chunks and self.flush_interval > 0:
             self._oldest = time.monotonic()
         self._chunks.append(events)
+        self._chunk_pos.append(pos)
         self.queued += len(events)
         if self.queued >= self._want and self._data is not None:
             self._data.set()
+
+    def _accept_ahead(self, spill: Spill, events: Sequence[Event], payload: bytes | None) -> bool:
+        """Write-ahead: the chunk goes to the file, then to memory if there is room."""
+        if spill.unread or self.queued + len(events) > self.capacity:
+            # Older events wait on disk only, or memory has no room: this chunk waits there.
+            if self._to_spill(spill, events):
+                return True
+            if self.queued or spill.pending:
+                return False  # the sources wait until the writer frees room
+            # Nothing else waits and the chunk alone passes the file's bound: memory takes it.
+            self._queue(events, None)
+            return True
+        try:
+            pos = spill.append_ahead(events, payload)
+        except OSError as exc:
+            # The disk failed: keep the events in memory, say once that a kill would lose them.
+            self.metrics.inc("sink_wal_errors_total", sink=self.label)
+            if not self._wal_failed:
+                self._wal_failed = True
+                emit(
+                    ERROR,
+                    "sink.spill_failed",
+                    f"{exc}: events wait in memory only until the spill file can be written",
+                    sink=self.label,
+                    path=str(spill.path),
+                )
+            self._queue(events, None)
+            return True
+        if pos is None:
+            return self._refused(spill)
+        self._spill_full = self._wal_failed = False
+        self._mirrored += len(events)
+        self._queue(events, pos)
         return True
 
     async def put(
-        self, events: Sequence[Event], on_commit: Callable[[], None] | None = None
+        self,
+        events: Sequence[Event],
+        on_commit: Callable[[], None] | None = None,
+        payload: bytes | None = None,
     ) -> None:
         """Queue ``events``, waiting for room (backpressure) while the buffer is full."""
-        if self.offer(events, on_commit):
+        if self.offer(events, on_commit, payload):
             return
         self.metrics.inc("sink_backpressure_total", sink=self.label)
-        while not self.offer(events, on_commit):
+        while not self.offer(events, on_commit, payload):
             if self._space is None or self._space.is_set():
                 self._space = anyio.Event()
             await self._space.wait()
@@ -278,6 +355,9 @@ class RunningSink:
             # that will reach memory after it drains).
             assert self.spill is not None
             from_disk, self._inflight_pos = self.spill.read(self.batch_size)
+            self._inflight_logged = len(from_disk)
+            self._inflight_mirrored = 0
+            self._inflight_unlogged = []
             return from_disk
         if (
             self.flush_interval > 0
@@ -292,12 +372,24 @@ class RunningSink:
                 with anyio.move_on_after(linger):
                     await self._wait_for(self.batch_size)
         batch: list[Event] = []
-        chunks = self._chunks
+        chunks, positions = self._chunks, self._chunk_pos
+        last: int | None = None
+        mirrored = 0
+        unlogged: list[Event] = []
         while chunks and len(batch) < self.batch_size:
-            batch.extend(chunks.popleft())
+            chunk = chunks.popleft()
+            batch.extend(chunk)
+            pos = positions.popleft()
+            if pos is not None:
+                last = pos
+                mirrored += len(chunk)
+            elif self.write_ahead:
+                unlogged.extend(chunk)
         self.queued -= len(batch)
         self._inflight = batch
-        self._inflight_pos = None
+        self._inflight_pos = last
+        self._inflight_logged = self._inflight_mirrored = mirrored
+        self._inflight_unlogged = unlogged
         if self._space is not None:
             self._space.set()
         self.metrics.set("sink_queue", self.queued, sink=self.label)
@@ -306,15 +398,18 @@ class RunningSink:
     def _written(self) -> None:
         """The batch in flight is stored: commit it in the spill file if it came from there."""
         self._inflight = []
+        self._inflight_unlogged = []
         pos, self._inflight_pos = self._inflight_pos, None
         spill = self.spill
         if pos is None or spill is None:
             return
-        spill.commit(pos)
+        spill.commit(pos, self._inflight_logged)
+        self._mirrored -= self._inflight_mirrored
+        self._inflight_logged = self._inflight_mirrored = 0
         self._spill_gauges()
         if self._space is not None:
             self._space.set()
-        if not spill.pending and self._spilling:
+        if self._spilling and not (spill.unread if self.write_ahead else spill.pending):
             self._spilling = False
             emit(
                 INFO,
@@ -335,6 +430,9 @@ class RunningSink:
         """At a cut-short shutdown: keep what memory still holds in the spill file, first."""
         spill = self.spill
         if spill is None:
+            return
+        if self.write_ahead:
+            self._keep_ahead(spill)
             return
         leftover: list[Event] = list(self._inflight)
         for chunk in self._chunks:
@@ -363,6 +461,44 @@ class RunningSink:
                     "unwritten events kept in the spill file for the next run",
                     sink=self.label,
                     events=0,
+                    pending=spill.events,
+                    path=str(spill.path),
+                )
+            spill.close()
+        except OSError as exc:
+            emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
+        self._spill_gauges()
+
+    def _keep_ahead(self, spill: Spill) -> None:
+        """Write-ahead shutdown: memory is in the file already; close it for the next run."""
+        unlogged = list(self._inflight_unlogged)
+        for chunk, pos in zip(self._chunks, self._chunk_pos, strict=True):
+            if pos is None:
+                unlogged.extend(chunk)
+        self._chunks.clear()
+        self._chunk_pos.clear()
+        self._inflight = []
+        self._inflight_unlogged = []
+        self._inflight_pos = None
+        self.queued = 0
+        try:
+            spill.unread_all()
+            if unlogged:
+                # Appends that failed while running (a disk error): kept last, if the disk
+                # takes them now (every sink writes by key, so the order does not matter).
+                spill.max_bytes, bound = 1 << 62, spill.max_bytes
+                try:
+                    spill.append(unlogged)
+                finally:
+                    spill.max_bytes = bound
+            self._mirrored = 0
+            if spill.pending:
+                emit(
+                    WARNING,
+                    "sink.spill_saved",
+                    "unwritten events kept in the spill file for the next run",
+                    sink=self.label,
+                    events=spill.events,
                     pending=spill.events,
                     path=str(spill.path),
                 )
@@ -494,9 +630,12 @@ class Fanout:
                 on_commit = None
             elif len(self.targets) > 1:
                 on_commit = _Countdown(len(self.targets), on_commit)
+        payload = None
+        if len(self.targets) > 1 and sum(t.write_ahead for t in self.targets) > 1:
+            payload = encode(events)  # once, for every write-ahead file
         for target in self.targets:
-            if not target.offer(events, on_commit):
-                await target.put(events, on_commit)
+            if not target.offer(events, on_commit, payload):
+                await target.put(events, on_commit, payload)
         for tap in tuple(self.taps):
             try:
                 tap.send_nowait(events)

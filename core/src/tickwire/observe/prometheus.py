@@ -53,7 +53,10 @@ STATE_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     ),
     "sink_writable": ("1 while the sink is open and its last write succeeded.", ("sink",)),
     "sink_queued": ("Events in the sink's buffer now.", ("sink",)),
-    "sink_spilled": ("Events in the sink's spill file now (when it spills).", ("sink",)),
+    "sink_spilled": (
+        "Events in the sink's spill file only (overflow, not also in memory).",
+        ("sink",),
+    ),
     "backfill_pending": ("Gaps waiting for the backfill worker.", ("source",)),
     "healthy": ("1 when /healthz answers 200.", ()),
     "ready": ("1 when /readyz answers 200.", ()),

@@ -140,6 +140,7 @@ def base_settings(tmp: Path, **keys: Any) -> dict[str, Any]:
             "backoff_initial": "50ms",
             "backoff_max": "500ms",
             "deadletter": str(tmp / "deadletter"),
+            "spill_dir": str(tmp / "spill"),
             "shutdown_deadline": "5s",
         },
         **keys,
