@@ -115,7 +115,9 @@ async def child(args: argparse.Namespace) -> None:
         import tracemalloc
 
         tracemalloc.start(8)
-    pipeline.running_sinks[0].spill_to(Path(args.db).parent / "spill", fsync_interval=0.1)
+    pipeline.running_sinks[0].spill_to(
+        Path(args.db).parent / "spill", fsync_interval=0.1, mode=args.spill_mode
+    )
     with anyio.open_signal_receiver(signal.SIGTERM) as signals:
         async with pipeline, anyio.create_task_group() as tg:
 
@@ -286,6 +288,8 @@ async def parent(args: argparse.Namespace) -> None:
                 sys.executable,
                 __file__,
                 "--child",
+                "--spill-mode",
+                args.spill_mode,
                 "--ws",
                 fake.ws_url,
                 "--rest",
@@ -481,6 +485,12 @@ def main() -> None:
     parser.add_argument("--symbols", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=400, help="trades per second in all")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--spill-mode",
+        choices=("write-ahead", "overflow"),
+        default="write-ahead",
+        help="the SQLite sink's spill_mode",
+    )
     parser.add_argument(
         "--settle", type=float, default=1800, help="most seconds to let the backfill finish"
     )
