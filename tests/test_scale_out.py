@@ -36,7 +36,6 @@ from tickwire_nats import NatsSinkSettings
 from tickwire_nats.stream import ensure_stream
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import require_service
 from scale_out_helpers import (
     NATS_URL,
     PG_DSN,
@@ -48,6 +47,8 @@ from scale_out_helpers import (
     trade_messages,
     wait_until,
 )
+
+from conftest import require_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service, pytest.mark.timeout(300)]
 
