@@ -21,10 +21,10 @@ from pathlib import Path
 
 import anyio
 import asyncpg
+from conftest import PG_DSN
 from nats.aio.client import Client
 from nats.js.api import ConsumerInfo
 
-from conftest import PG_DSN
 from tickwire_coinbase.testing import FakeCoinbase
 
 NATS_URL = "nats://127.0.0.1:4222"

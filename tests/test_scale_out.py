@@ -36,6 +36,7 @@ from tickwire_nats import NatsSinkSettings
 from tickwire_nats.stream import ensure_stream
 
 sys.path.insert(0, str(Path(__file__).parent))
+from conftest import require_service
 from scale_out_helpers import (
     NATS_URL,
     PG_DSN,
@@ -47,8 +48,6 @@ from scale_out_helpers import (
     trade_messages,
     wait_until,
 )
-
-from conftest import require_service
 
 pytestmark = [pytest.mark.anyio, pytest.mark.service, pytest.mark.timeout(300)]
 

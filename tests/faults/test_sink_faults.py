@@ -19,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
+from conftest import clean_env, tickwire_cmd
 from harness import (
     FaultFeed,
     assert_exact,
@@ -29,7 +30,6 @@ from harness import (
     until,
 )
 
-from conftest import clean_env, tickwire_cmd
 from tickwire import Pipeline
 from tickwire.events import Event
 from tickwire_coinbase.testing import FakeCoinbase
