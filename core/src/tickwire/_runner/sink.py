@@ -445,29 +445,24 @@ class RunningSink:
                 self._chunks.clear()
                 self._inflight = []
                 self.queued = 0
-                emit(
-                    WARNING,
-                    "sink.spill_saved",
-                    "unwritten events kept in the spill file for the next run",
-                    sink=self.label,
-                    events=len(leftover),
-                    pending=spill.events,
-                    path=str(spill.path),
-                )
+                self._saved(spill, len(leftover))
             elif spill.pending:
-                emit(
-                    WARNING,
-                    "sink.spill_saved",
-                    "unwritten events kept in the spill file for the next run",
-                    sink=self.label,
-                    events=0,
-                    pending=spill.events,
-                    path=str(spill.path),
-                )
+                self._saved(spill, 0)
             spill.close()
         except OSError as exc:
             emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
         self._spill_gauges()
+
+    def _saved(self, spill: Spill, events: int) -> None:
+        emit(
+            WARNING,
+            "sink.spill_saved",
+            "unwritten events kept in the spill file for the next run",
+            sink=self.label,
+            events=events,
+            pending=spill.events,
+            path=str(spill.path),
+        )
 
     def _keep_ahead(self, spill: Spill) -> None:
         """Write-ahead shutdown: memory is in the file already; close it for the next run."""
@@ -493,15 +488,7 @@ class RunningSink:
                     spill.max_bytes = bound
             self._mirrored = 0
             if spill.pending:
-                emit(
-                    WARNING,
-                    "sink.spill_saved",
-                    "unwritten events kept in the spill file for the next run",
-                    sink=self.label,
-                    events=spill.events,
-                    pending=spill.events,
-                    path=str(spill.path),
-                )
+                self._saved(spill, spill.events)
             spill.close()
         except OSError as exc:
             emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
