@@ -367,6 +367,21 @@ async def test_write_ahead_steady_flow_keeps_the_file_small_and_delivers_in_orde
     assert not rs.spill.path.exists()
 
 
+async def test_the_running_sink_fsyncs_the_file_in_the_background(tmp_path: Path) -> None:
+    sink = GateSink()  # down: everything stays in the file
+    rs = RunningSink(SinkSettings(type="gate", buffer=100, batch_size=10), sink, Metrics())
+    spill = rs.spill_to(tmp_path / "spill", fsync_interval=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rs.run)
+        await rs.put(trades(0, 5))
+        assert spill._dirty  # appended, not synced: appends never fsync on the loop
+        with anyio.fail_after(5):
+            while spill._dirty:
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    assert Spill(spill.path, 1 << 20).recover() == 5
+
+
 class FailingDisk(Spill):
     """A spill file on a disk that fails while ``broken``."""
 

@@ -24,7 +24,8 @@ keep growing when the committed head is cut off (the file is rewritten from its 
 uncommitted record once the head passes ``compact_bytes``, or truncated when all is written).
 
 Durability: appends reach the page cache at once and are ``fsync``-ed every ``fsync_interval``
-seconds (0: after every append). A process crash or SIGKILL loses nothing that was appended; a
+seconds by the running sink, in a worker thread (a slow disk does not stall the event loop; 0:
+after every append, on the loop). A process crash or SIGKILL loses nothing that was appended; a
 hard kill of the machine (power loss) loses at most the last ``fsync_interval`` of appends. A
 replay cut short by a crash starts again from the last committed offset, so a sink may see a
 few batches twice: every tickwire sink writes idempotently (by key), so that stores nothing
@@ -262,8 +263,6 @@ class Spill:
         self._dirty = True
         if self.fsync_interval <= 0:
             self.sync()
-        else:
-            self.sync_due()
         return self._end + self._shift
 
     def prepend(self, events: Sequence[Event]) -> None:
@@ -400,6 +399,19 @@ class Spill:
         """``fsync`` if data is waiting and ``fsync_interval`` has passed since the last one."""
         if self._dirty and time.monotonic() - self._last_sync >= self.fsync_interval:
             self.sync()
+
+    def take_sync(self) -> int | None:
+        """For an ``fsync`` off the event loop: a duplicate of the file's descriptor when data
+        is waiting (the caller fsyncs and closes it), else ``None``.
+
+        The duplicate keeps the file open, so a rewrite or close meanwhile cannot hand its
+        number to another file; what is appended after this call waits for the next sync.
+        """
+        if self._fd is None or not self._dirty:
+            return None
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        return os.dup(self._fd)
 
     def close(self) -> None:
         """Sync and close; remove the file when nothing is pending."""

@@ -421,10 +421,20 @@ class RunningSink:
             self._episode = 0
 
     async def _syncer(self, spill: Spill) -> None:
+        """``fsync`` the spill file every ``fsync_interval``, in a worker thread: a disk that
+        stalls for a few hundred milliseconds must not stall the event loop with it."""
         period = max(spill.fsync_interval, 0.01)
         while True:
             await anyio.sleep(period)
-            spill.sync_due()
+            fd = spill.take_sync()
+            if fd is None:
+                continue
+            try:
+                await anyio.to_thread.run_sync(os.fsync, fd)
+            except OSError as exc:
+                emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
+            finally:
+                os.close(fd)
 
     def _save_unwritten(self) -> None:
         """At a cut-short shutdown: keep what memory still holds in the spill file, first."""
