@@ -227,19 +227,22 @@ deadletter = "{tmp_path / "deadletter"}"
     return path
 
 
+def _start_run(tmp_path: Path, config: Path, log_name: str, *extra: str) -> subprocess.Popen[bytes]:
+    """``tickwire run -c config`` in ``tmp_path``, JSON logs into ``tmp_path / log_name``."""
+    with (tmp_path / log_name).open("wb") as log:
+        return subprocess.Popen(
+            tickwire_cmd("--log-format", "json", "run", "-c", str(config), *extra),
+            cwd=tmp_path,
+            env=clean_env(),
+            stdout=log,
+            stderr=log,
+        )
+
+
 async def test_sigterm_flushes_everything_buffered_within_the_deadline(tmp_path: Path) -> None:
     db = tmp_path / "out.db"
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=11) as fake:
-        with (tmp_path / "stderr.log").open("wb") as log:
-            proc = subprocess.Popen(
-                tickwire_cmd(
-                    "--log-format", "json", "run", "-c", str(_cli_config(tmp_path, fake, db))
-                ),
-                cwd=tmp_path,
-                env=clean_env(),
-                stdout=log,
-                stderr=log,
-            )
+        proc = _start_run(tmp_path, _cli_config(tmp_path, fake, db), "stderr.log")
         try:
             await fake.wait_subscribed(timeout=30)
             sent = []
@@ -291,18 +294,7 @@ async def test_sigkill_loses_nothing_written_ahead_and_the_memory_buffer_in_over
     db = tmp_path / "out.db"
     async with FakeCoinbase(["BTC-USD", "ETH-USD"], seed=12) as fake:
         config = _cli_config(tmp_path, fake, db, spill_mode)
-
-        def start(log_name: str, *extra: str) -> subprocess.Popen[bytes]:
-            with (tmp_path / log_name).open("wb") as log:
-                return subprocess.Popen(
-                    tickwire_cmd("--log-format", "json", "run", "-c", str(config), *extra),
-                    cwd=tmp_path,
-                    env=clean_env(),
-                    stdout=log,
-                    stderr=log,
-                )
-
-        proc = start("first.log")
+        proc = _start_run(tmp_path, config, "first.log")
         try:
             await fake.wait_subscribed(timeout=30)
             sent = []
@@ -319,7 +311,7 @@ async def test_sigkill_loses_nothing_written_ahead_and_the_memory_buffer_in_over
                 proc.kill()
                 proc.wait()
         # The next run replays what the killed one accepted; it stops by itself after 3 s.
-        again = start("second.log", "--duration", "3")
+        again = _start_run(tmp_path, config, "second.log", "--duration", "3")
         try:
             rc = await anyio.to_thread.run_sync(lambda: again.wait(timeout=60))
         finally:
