@@ -421,6 +421,44 @@ async def test_write_ahead_on_a_failing_disk_keeps_events_in_memory_and_says_so(
     assert "No space left on device" in caplog.text
 
 
+async def test_overflow_on_a_failing_disk_makes_the_sources_wait_and_loses_nothing(
+    tmp_path: Path, caplog
+) -> None:
+    caplog.set_level(logging.INFO, logger="tickwire")
+    sink = GateSink()
+    metrics = Metrics()
+    rs = RunningSink(
+        SinkSettings(type="gate", buffer=6, batch_size=3, spill_mode="overflow"), sink, metrics
+    )
+    rs.spill_to(tmp_path / "spill", fsync_interval=0)
+    rs.spill = FailingDisk(spill_path(tmp_path / "spill", "gate"), 1 << 20, 0)
+    blocked = anyio.Event()
+    sent = 0
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(rs.run)
+
+        async def produce() -> None:
+            nonlocal sent
+            while sent < 30:
+                if not rs.offer(trades(sent, 3)):
+                    blocked.set()
+                    await rs.put(trades(sent, 3))
+                sent += 3
+
+        tg.start_soon(produce)
+        with anyio.fail_after(5):
+            await blocked.wait()  # the sink is down, memory is full and the disk fails
+        assert sent < 30
+        assert metrics.value("sink_wal_errors_total", sink="gate") >= 1
+        sink.down = False
+        await sink.wait_for(lambda m: len(m.events) == 30)
+        rs.close()
+    assert ids(sink.events) == list(range(30))
+    assert caplog.text.count("sink.spill_failed") == 1
+    assert "the sources wait" in caplog.text
+    assert "sink.spill_full" not in caplog.text  # the file is not full: the disk failed
+
+
 HARD_KILL = textwrap.dedent(
     """
     import os, signal, sys

@@ -123,7 +123,8 @@ REFERENCE: dict[str, MetricInfo] = {
     ),
     "sink_wal_errors_total": MetricInfo(
         "counter",
-        "Write-ahead appends that failed (a disk error): those events waited in memory only.",
+        "Spill-file appends that failed (a disk error): write-ahead, those events waited in "
+        "memory only; overflow, the sources waited.",
         ("sink",),
     ),
     "sink_spill_bytes": MetricInfo(

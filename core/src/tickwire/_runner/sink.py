@@ -197,12 +197,21 @@ class RunningSink:
         try:
             ok = spill.append(events)
         except OSError as exc:
-            ok = False
-            if not self._spill_full:
-                emit(ERROR, "sink.spill_failed", str(exc), sink=self.label, path=str(spill.path))
+            # The disk failed: nothing is written, so the sources wait (nothing is dropped).
+            self.metrics.inc("sink_wal_errors_total", sink=self.label)
+            if not self._wal_failed:
+                self._wal_failed = True
+                emit(
+                    ERROR,
+                    "sink.spill_failed",
+                    f"{exc}: the sources wait for this sink until the spill file can be written",
+                    sink=self.label,
+                    path=str(spill.path),
+                )
+            return False
         if not ok:
             return self._refused(spill)
-        self._spill_full = False
+        self._spill_full = self._wal_failed = False
         self.metrics.inc("sink_spilled_total", len(events), sink=self.label)
         self._spill_gauges()
         self._episode += len(events)
