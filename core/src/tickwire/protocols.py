@@ -9,7 +9,8 @@ The data path, stage by stage::
 
     Connector.open() -> Connection          (connect)
     Subscriber.subscribe(conn, symbols)     (subscribe; again after every reconnect)
-    Normalizer(frame, received_ts) -> [...] (normalize; per frame, sync, pure of I/O)
+    Normalizer(frame, received_ts) -> [...] (normalize; per frame, sync, pure of I/O;
+                                             BatchNormalizer: an optional batch fast path)
     candle builder, gap detector            (core processors)
     Sink.write_batch(events)                (sink)
     Backfiller.fetch(gap) -> events         (backfill; REST history)
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_che
 
 import msgspec
 
-from tickwire.events import Event, Gap
+from tickwire.events import Event, Gap, Trade
 
 if TYPE_CHECKING:
     from tickwire.settings import SinkSettings, SourceSettings
@@ -244,6 +245,27 @@ Normalizer: TypeAlias = Callable[[Frame, int], Iterable[Item]]
 
 
 @runtime_checkable
+class BatchNormalizer(Protocol):
+    """A normalizer that also offers the batch fast path (optional; the runner looks for it).
+
+    The runner hands it the frames that arrived together; it returns the trades of the longest
+    run of frames, from the first, that each hold exactly one sane trade (price positive and
+    finite, size finite and not negative; one trade per frame, in order), and stops without
+    raising at the first frame that is anything else. Those frames skip the per-frame call
+    and checks; the runner passes the rest to ``__call__`` one by one, so a malformed frame is
+    still dead-lettered alone. It must give the same trades the per-frame call would.
+    """
+
+    def __call__(self, frame: Frame, received_ts: int, /) -> Iterable[Item]:
+        """Normalize one frame (as a plain :data:`Normalizer`)."""
+        ...
+
+    def leading_trades(self, frames: Sequence[Frame | Acked], received_ts: int, /) -> list[Trade]:
+        """The trades of the leading run of one-trade frames (see the class docstring)."""
+        ...
+
+
+@runtime_checkable
 class Sink(Protocol):
     """Stores events. The runner batches, retries and buffers around it."""
 
@@ -299,6 +321,24 @@ class Backfiller(Protocol):
         ...
 
 
+@runtime_checkable
+class CoalescingBackfiller(Protocol):
+    """A backfiller that says when gaps cost no more fetched as one (optional; the runner
+    looks for it).
+
+    Gaps of one symbol and kind that wait together and lie at most :meth:`coalesce_within`
+    apart are fetched as one span, from the first start to the last end; the runner publishes
+    only the events inside the gaps and records each gap's outcome under its own row. Offer it
+    where the REST API charges by pages walked rather than by span asked (a trades endpoint
+    paged from the newest trade back walks through the later gap to reach the earlier one).
+    """
+
+    def coalesce_within(self, kind: str) -> int | None:
+        """Nanoseconds between two gaps of ``kind`` below which one fetch costs no more than
+        two; ``None`` to fetch every run of gaps apart."""
+        ...
+
+
 class BackfillRefused(Exception):
     """The provider will not serve this history (no access on the plan, unknown symbol…).
 
@@ -318,8 +358,10 @@ __all__ = (
     "Acked",
     "BackfillRefused",
     "Backfiller",
+    "BatchNormalizer",
     "Capabilities",
     "Channel",
+    "CoalescingBackfiller",
     "Connection",
     "ConnectionFailed",
     "Connector",

@@ -22,6 +22,7 @@ from tickwire.gaps import GapDetector
 from tickwire.metrics import Metrics
 from tickwire.protocols import (
     Acked,
+    BatchNormalizer,
     Frame,
     Heartbeat,
     MalformedFrame,
@@ -95,8 +96,8 @@ class FrameHandler:
         self._latency = metrics.histogram("latency_seconds", provider=provider)
         self._counts = metrics.counters
         #: The normalizer's batch fast path, if it has one (see :meth:`handle_batch`).
-        self._leading: Callable[[Sequence[Frame | Acked], int], list[Trade]] | None = getattr(
-            normalizer, "leading_trades", None
+        self._leading: Callable[[Sequence[Frame | Acked], int], list[Trade]] | None = (
+            normalizer.leading_trades if isinstance(normalizer, BatchNormalizer) else None
         )
         self._keys: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
             cls: ("events_total", (("kind", KIND[cls]), ("provider", provider)))
@@ -118,11 +119,11 @@ class FrameHandler:
         An :class:`~tickwire.protocols.Acked` frame's ``on_commit`` travels with the batch's
         events to the sinks, or is called at once when the frame leaves nothing to store.
 
-        A normalizer may offer ``leading_trades(frames, received_ts) -> list[Trade]``: the
-        trades of the longest run of frames, from the first, that are each exactly one trade
-        passing :func:`check_values` (one trade per frame; it stops, without raising, at any
-        other frame). Those frames skip the per-frame call and checks; the frames after the run
-        take the per-frame path, so a malformed one is dead-lettered alone as before.
+        A normalizer may offer the batch fast path
+        (:class:`~tickwire.protocols.BatchNormalizer`): the trades of the longest leading run
+        of one-trade frames passing :func:`check_values`. Those frames skip the per-frame call
+        and checks; the frames after the run take the per-frame path, so a malformed one is
+        dead-lettered alone as before.
         """
         received = time.time_ns()
         events: list[Event] = []
