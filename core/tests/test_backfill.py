@@ -153,6 +153,104 @@ def test_a_run_not_all_due_waits_for_its_last_gap() -> None:
     assert [g.start for g in worker._ready[("p", "A", "candles:1m")]] == [300, 0, 60]
 
 
+class Coalescing(Recorder):
+    """A hook whose trades gaps at most ``within`` apart cost no more fetched as one."""
+
+    def __init__(self, within: int, quiet: frozenset[int] = frozenset()) -> None:
+        super().__init__(quiet)
+        self.within = within
+
+    def coalesce_within(self, kind: str) -> int | None:
+        return self.within if kind == "trades" else None
+
+
+def coalesce(spans: list[tuple[int, int]], within: int) -> list[tuple[int, int]]:
+    """Disjoint sorted spans joined where the distance between two is at most ``within``."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and start - out[-1][1] <= within:
+            out[-1] = (out[-1][0], max(out[-1][1], end))
+        else:
+            out.append((start, end))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(gap_lists, st.sampled_from([0, 3 * S, 1 << 62]))
+def test_apart_gaps_the_backfiller_coalesces_cost_one_fetch_and_hand_on_only_their_events(
+    gaps: list[Gap], within: int
+) -> None:
+    hook, store = Coalescing(within), Store()
+
+    async def go() -> None:
+        worker = worker_for(hook, store)
+        worker.submit(gaps)
+        await worker.drain()
+
+    anyio.run(go)
+    union = {k: merge(v) for k, v in by_key(gaps).items()}
+    want = {k: coalesce(v, within) if k[2] == "trades" else v for k, v in union.items()}
+    assert {k: sorted(v) for k, v in by_key(hook.fetched).items()} == want
+    # Only what lies inside a gap is handed on, once: the stretches between were not missing.
+    # (The hook answers every kind with one trade per second: compare per symbol.)
+    handed: dict[tuple[str, str], list[int]] = {}
+    for e in store.events:
+        assert isinstance(e, Trade)
+        handed.setdefault((e.provider, e.symbol), []).append(e.ts)
+    inside: dict[tuple[str, str], list[int]] = {}
+    for (provider, symbol, _), spans in union.items():
+        for a, b in spans:
+            seconds = range(-(-a // S), -(-b // S))
+            inside.setdefault((provider, symbol), []).extend(x * S for x in seconds)
+    assert {k: sorted(v) for k, v in handed.items()} == {k: sorted(v) for k, v in inside.items()}
+    # Every gap found is resolved under its own row, the rows of a key cover its union exactly.
+    rows = by_key(list(store.rows.values()))
+    for key, spans in rows.items():
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), spans
+        assert merge(spans) == union[key]
+    assert {(g.provider, g.symbol, g.kind, g.start) for g in gaps} == set(store.rows)
+    assert {r.status for r in store.rows.values()} == ({"filled"} if gaps else set())
+
+
+async def test_coalesced_gaps_say_filled_or_empty_each_by_what_came_in_them() -> None:
+    hook, store = Coalescing(1 << 62, quiet=frozenset(range(40, 50))), Store()
+    worker = worker_for(hook, store)
+    worker.submit(
+        [
+            Gap("p", "A", "trades", 0, 5 * S, "disconnect"),
+            Gap("p", "A", "trades", 40 * S, 50 * S, "disconnect"),  # nothing traded here
+            Gap("p", "A", "trades", 90 * S, 92 * S, "sequence"),
+        ]
+    )
+    await worker.drain()
+    assert [(g.start, g.end) for g in hook.fetched] == [(0, 92 * S)]  # one request, not three
+    assert sorted((r.start, r.end, r.status) for r in store.rows.values()) == [
+        (0, 5 * S, "filled"),
+        (40 * S, 50 * S, "empty"),
+        (90 * S, 92 * S, "filled"),
+    ]
+    assert sorted(e.ts // S for e in store.events) == [0, 1, 2, 3, 4, 90, 91]
+
+
+async def test_coalesced_gaps_that_fail_are_failed_each_under_its_own_row() -> None:
+    hook, store = Coalescing(1 << 62), Store()
+    hook.fail = [BackfillRefused("no history this far back")]
+    worker = worker_for(hook, store)
+    worker.submit(
+        [
+            Gap("p", "A", "trades", 0, 5 * S, "sequence"),
+            Gap("p", "A", "trades", 9 * S, 10 * S, "sequence"),
+        ]
+    )
+    await worker.drain()
+    assert len(hook.fetched) == 1
+    assert sorted((r.start, r.end, r.status) for r in store.rows.values()) == [
+        (0, 5 * S, "failed"),
+        (9 * S, 10 * S, "failed"),
+    ]
+
+
 async def test_merged_rows_say_filled_or_empty_each_by_what_came_in_it() -> None:
     hook, store = Recorder(quiet=frozenset(range(10, 20))), Store()
     worker = worker_for(hook, store)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
 
-from tickwire.events import Candle, Gap, Trade
+from tickwire._runner.backfill import BackfillWorker
+from tickwire.events import Candle, Event, Gap, Trade
+from tickwire.metrics import Metrics
 from tickwire.protocols import RateLimited
 from tickwire_coinbase import CoinbaseBackfiller, CoinbaseSettings
 from tickwire_coinbase.backfill import CoinbaseRESTError
@@ -171,3 +174,32 @@ def test_candle_numbers_become_decimals_from_their_text() -> None:
         Decimal("123456789.123456789123"),
     )
     assert str(volume) == "12.30"
+
+
+async def test_a_products_apart_trades_gaps_cost_one_request_through_the_worker() -> None:
+    async with FakeCoinbase(["BTC-USD"], history_days=0.1) as fake:
+        sent = [await fake.trade("BTC-USD", f"{100 + i}", "1") for i in range(12)]
+        gaps = [  # trades 1-2 and 7-9 missed; 0, 3-6 and 10-11 were stored already
+            Gap("coinbase", "BTC-USD", "trades", sent[0].ts + 1, sent[3].ts, "sequence"),
+            Gap("coinbase", "BTC-USD", "trades", sent[6].ts + 1, sent[10].ts, "disconnect"),
+        ]
+        handed: list[Event] = []
+
+        async def publish(events: Sequence[Event]) -> None:
+            handed.extend(events)
+
+        source = CoinbaseSettings(symbols=["BTC-USD"], rest_url=fake.rest_url)
+        worker = BackfillWorker(
+            "coinbase", CoinbaseBackfiller(source, min_interval=0), publish, Metrics()
+        )
+        before = len(fake.rest_requests)
+        worker.submit(gaps)
+        await worker.drain()
+        assert len(fake.rest_requests) - before == 1  # one page walk for both gaps
+    got = sorted(int(t.trade_id) for t in handed if isinstance(t, Trade) and t.trade_id)
+    assert got == sorted(t.trade_id for t in (*sent[1:3], *sent[7:10]))
+    rows = [g for g in handed if isinstance(g, Gap)]
+    assert [(g.start, g.status) for g in rows] == [
+        (gaps[0].start, "filled"),
+        (gaps[1].start, "filled"),
+    ]

@@ -8,7 +8,12 @@ with the stream is harmless).
 Gaps of the same provider, symbol and kind that overlap or touch while they wait are fetched
 as one: the union, once (:func:`tickwire.gaps.group_gaps`). The outcome is written as one row
 per gap start, each cut where the next begins (:func:`tickwire.gaps.split_rows`), so every gap
-found is resolved under its own key and no two stored rows cover the same span.
+found is resolved under its own key and no two stored rows cover the same span. Where the
+backfiller says apart gaps cost no more fetched as one
+(:class:`~tickwire.protocols.CoalescingBackfiller`: a trades endpoint paged from the newest
+trade back), the runs of a key that wait together are fetched as one span, and only the events
+inside the gaps are handed on: after a reconnect storm every symbol's gaps cost one request,
+not one each.
 
 A rate-limit answer waits and retries. When done, each row is written again with ``status``
 ``filled``, or ``empty`` when the provider had nothing in it. A refusal
@@ -22,6 +27,7 @@ bootstrap fetches it again.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,13 +37,14 @@ import msgspec
 
 from tickwire._log import emit
 from tickwire._runner.connect import Backoff
-from tickwire.events import INTERVAL_NS, Event, Gap, GapStatus
+from tickwire.events import INTERVAL_NS, Event, Gap, GapStatus, event_time
 from tickwire.gaps import group_gaps, rows_with_events, split_rows, union_gap
 from tickwire.history import chunks, missing_spans
 from tickwire.metrics import Metrics
 from tickwire.protocols import (
     Backfiller,
     BackfillRefused,
+    CoalescingBackfiller,
     CoverageSink,
     GapSink,
     RateLimited,
@@ -60,6 +67,11 @@ _Key = tuple[str, str, str]
 
 def _key(gap: Gap) -> _Key:
     return (gap.provider, gap.symbol, gap.kind)
+
+
+def _real(rows: list[Gap], between: set[int]) -> list[Gap]:
+    """``rows`` without the stretches between coalesced runs."""
+    return [row for i, row in enumerate(rows) if i not in between] if between else rows
 
 
 class BackfillWorker:
@@ -162,8 +174,28 @@ class BackfillWorker:
             key = next(iter(self._ready))
             gaps = self._ready.pop(key)
             self.pending -= len(gaps)
-            for run in group_gaps(gaps):
-                await self.fill_run(run, retry=True)
+            for runs in self._coalesced(key[2], group_gaps(gaps)):
+                await self.fill_runs(runs, retry=True)
+
+    def _coalesced(self, kind: str, runs: list[list[Gap]]) -> list[list[list[Gap]]]:
+        """The runs (of one key, sorted) to fetch together: those the backfiller says cost no
+        more as one fetch (:class:`~tickwire.protocols.CoalescingBackfiller`)."""
+        within = (
+            self.backfiller.coalesce_within(kind)
+            if isinstance(self.backfiller, CoalescingBackfiller)
+            else None
+        )
+        if within is None or len(runs) < 2:
+            return [[run] for run in runs]
+        batches: list[list[list[Gap]]] = []
+        reach = 0
+        for run in runs:
+            if batches and run[0].start - reach <= within:
+                batches[-1].append(run)
+            else:
+                batches.append([run])
+            reach = max(reach, run[0].start, *(g.end for g in run))
+        return batches
 
     async def run(self) -> None:
         """Fill gaps until cancelled (or :meth:`close`)."""
@@ -196,7 +228,7 @@ class BackfillWorker:
         ``quiet`` logs the outcome at DEBUG (the bootstrap fills thousands of spans). A gap
         that fails is marked ``failed`` and not queued again (the next bootstrap retries it).
         """
-        return await self.fill_run([gap], quiet=quiet)
+        return await self.fill_runs([[gap]], quiet=quiet)
 
     async def fill_run(
         self, run: Sequence[Gap], *, quiet: bool = False, retry: bool = False
@@ -208,8 +240,25 @@ class BackfillWorker:
         With ``retry``, a run that failed for a reason other than a refusal is queued again
         after the next delay of ``retry_failed``.
         """
-        target = union_gap(run)
-        rows = split_rows(run)
+        return await self.fill_runs([run], quiet=quiet, retry=retry)
+
+    async def fill_runs(
+        self, runs: Sequence[Sequence[Gap]], *, quiet: bool = False, retry: bool = False
+    ) -> int:
+        """Fetch several runs of one key (sorted, apart) as one span, as :meth:`fill_run`
+        does one: only the events inside the runs are published (the stretches between them
+        were not missing), and each run's rows get their outcome."""
+        run = [g for r in runs for g in r]
+        rows: list[Gap] = []
+        #: Indexes in ``rows`` of the stretches between two runs: fetched, never written.
+        between: set[int] = set()
+        for i, r in enumerate(runs):
+            if i:
+                stop = max(max(g.end for g in runs[i - 1]), runs[i - 1][0].start)
+                between.add(len(rows))
+                rows.append(msgspec.structs.replace(r[0], start=stop, end=r[0].start))
+            rows.extend(split_rows(r))
+        target = union_gap(run)  # the runs are sorted by start, and each run too
         backoff = Backoff(*self.backoff)
         tries = 0
         while True:
@@ -222,13 +271,15 @@ class BackfillWorker:
                     self.metrics.counters[self._key] += 1
                     chunk.append(event)
                     if len(chunk) >= CHUNK:
-                        count += await self._hand_on(chunk, rows, seen)
+                        count += await self._hand_on(chunk, rows, seen, between)
                         chunk = []
                 if chunk:
-                    count += await self._hand_on(chunk, rows, seen)
+                    count += await self._hand_on(chunk, rows, seen, between)
             except BackfillRefused as exc:
                 self.metrics.inc("backfill_refused_total", source=self.label)
-                await self._failed(run, rows, str(exc) or type(exc).__name__, "refused", 1)
+                await self._failed(
+                    run, _real(rows, between), str(exc) or type(exc).__name__, "refused", 1
+                )
                 return count
             except RateLimited as exc:
                 self.requests_rate_limited += 1
@@ -247,7 +298,7 @@ class BackfillWorker:
                 tries += 1
                 why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if tries >= MAX_TRIES:
-                    await self._failed(run, rows, why, "error", tries, retry=retry)
+                    await self._failed(run, _real(rows, between), why, "error", tries, retry=retry)
                     return count
                 delay = backoff.next()
                 emit(
@@ -263,6 +314,9 @@ class BackfillWorker:
             break
         for gap in run:
             self._rounds.pop((*_key(gap), gap.start), None)
+        if between:
+            rows = [row for i, row in enumerate(rows) if i not in between]
+            seen = [hit for i, hit in enumerate(seen) if i not in between]
         resolved: list[Event] = []
         for row, hit in zip(rows, seen, strict=True):
             status: GapStatus = "filled" if hit else "empty"
@@ -287,7 +341,19 @@ class BackfillWorker:
             await anyio.sleep(self.min_interval)
         return count
 
-    async def _hand_on(self, chunk: list[Event], rows: Sequence[Gap], seen: list[bool]) -> int:
+    async def _hand_on(
+        self, chunk: list[Event], rows: Sequence[Gap], seen: list[bool], between: set[int]
+    ) -> int:
+        if between:
+            # Events of the stretches between the runs are stored already: not handed on.
+            starts = [r.start for r in rows]
+            chunk = [
+                e
+                for e in chunk
+                if max(bisect.bisect_right(starts, event_time(e)) - 1, 0) not in between
+            ]
+            if not chunk:
+                return 0
         await self.publish(chunk)
         for i, hit in enumerate(rows_with_events(rows, chunk)):
             seen[i] = seen[i] or hit

@@ -41,6 +41,8 @@ GRANULARITY: dict[str, int] = {"1m": 60, "5m": 300, "15m": 900, "1h": 3600, "1d"
 MAX_BUCKETS = 300
 #: Most trades one trades page may hold.
 TRADES_PAGE = 1000
+#: Trades gaps of a product at any distance are fetched as one (see ``coalesce_within``).
+COALESCE_ANY = 1 << 62
 
 _CandleRow = tuple[int, Decimal, Decimal, Decimal, Decimal, Decimal]
 _candles_decoder: msgspec.json.Decoder[list[_CandleRow]] = msgspec.json.Decoder(list[_CandleRow])
@@ -98,6 +100,12 @@ class CoinbaseBackfiller:
 
     def __repr__(self) -> str:
         return f"CoinbaseBackfiller({self._settings.rest_url!r})"
+
+    def coalesce_within(self, kind: str) -> int | None:
+        """Trades are paged from the newest trade back to the gap's start, so the walk to an
+        earlier gap passes through every later one: any two trades gaps of a product cost no
+        more fetched as one. Candles are asked for by window: apart gaps stay apart."""
+        return COALESCE_ANY if kind == "trades" else None
 
     def fetch(self, gap: Gap) -> AsyncIterator[Event]:
         """Yield the events that fill ``gap`` (``trades`` or ``candles:<interval>``)."""
