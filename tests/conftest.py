@@ -9,6 +9,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tickwire.testing import require_service
+
 ROOT = Path(__file__).parents[1]
 SHARED = ROOT.parent / "shared"
 #: The test database of the end-to-end tests that write to PostgreSQL.
@@ -30,13 +32,6 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKWIRE_")}
     env.update(extra)
     return env
-
-
-def require_service(service: str, exc: BaseException) -> None:
-    """A service a test needs is missing: fail under CI, skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{service} is required under CI: {exc!r}")
-    pytest.skip(f"{service} is not running ({exc!r}); see shared/SERVICES.md")
 
 
 @pytest.fixture

@@ -31,12 +31,12 @@ from nats.aio.client import Client
 from nats.js.errors import NotFoundError
 
 from tickwire.shard import shard_of
+from tickwire.testing import require_service
 from tickwire_coinbase.testing import FakeCoinbase
 from tickwire_nats import NatsSinkSettings
 from tickwire_nats.stream import ensure_stream
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import require_service
 from scale_out_helpers import (
     NATS_URL,
     PG_DSN,

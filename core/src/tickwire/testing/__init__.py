@@ -5,6 +5,7 @@
 * :class:`MemorySink`: a sink that keeps what it is given, for assertions;
 * :func:`iter_cases` and :func:`check_case`: golden ``frames.jsonl`` / ``expected.jsonl`` cases
   for a normalizer, compared by content (:mod:`tickwire.testing.cases`);
+* :func:`require_service`: a test's real service is missing: fail under CI, skip elsewhere;
 * ``tickwire.testing.strategies``: hypothesis strategies for events;
 * ``tickwire.testing.pytest_plugin``: fixtures, enabled with one line in a ``conftest.py``::
 
@@ -17,6 +18,7 @@ from tickwire.testing.memory import MemorySink as MemorySink
 from tickwire.testing.provider import FakeServer as FakeServer
 from tickwire.testing.provider import ProviderReport as ProviderReport
 from tickwire.testing.provider import check_provider as check_provider
+from tickwire.testing.services import require_service as require_service
 from tickwire.testing.sink import check_sink as check_sink
 
 __all__ = (
@@ -27,4 +29,5 @@ __all__ = (
     "check_provider",
     "check_sink",
     "iter_cases",
+    "require_service",
 )

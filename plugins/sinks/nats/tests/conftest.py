@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -10,6 +9,8 @@ import nats
 import pytest
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
+
+from tickwire.testing import require_service
 
 # Helper modules (nats_helpers) live beside this file: --import-mode=importlib does not
 # put it on sys.path.
@@ -36,9 +37,7 @@ async def nc() -> AsyncIterator[Client]:
     try:
         client = await nats.connect(URL, connect_timeout=2, allow_reconnect=False)
     except Exception as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"NATS is not running on 127.0.0.1:4222 (required under CI): {exc!r}")
-        pytest.skip("NATS is not running on 127.0.0.1:4222 (start it: see shared/SERVICES.md)")
+        require_service(f"NATS at {URL}", exc)
     yield client
     await client.close()
 

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -9,6 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from tickwire.testing import require_service
 from tickwire_redis import RedisSettings, RedisSink
 
 URL = "redis://127.0.0.1:6379/0"
@@ -33,9 +33,7 @@ async def client() -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(URL, socket_timeout=5)
     if not await _reachable(client):
         await client.aclose()
-        if os.environ.get("CI"):
-            pytest.fail("Redis is not running on 127.0.0.1:6379 (required under CI)")
-        pytest.skip("Redis is not running on 127.0.0.1:6379 (start it: see shared/SERVICES.md)")
+        require_service(f"Redis at {URL}", "PING failed")
     yield client
     await client.aclose()
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 import asyncpg
 import pytest
 
+from tickwire.testing import require_service
 from tickwire_timescale import TimescaleSettings, TimescaleSink
 
 #: The machines' PostgreSQL (trust auth); override with TICKWIRE_TEST_PG_DSN.
@@ -24,24 +25,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def _reachable() -> str | None:
-    try:
-        conn = await asyncpg.connect(DSN, timeout=5)
-    except (OSError, asyncpg.PostgresError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    await conn.close()
-    return None
-
-
 @pytest.fixture
 async def pg() -> AsyncIterator[asyncpg.Connection]:
     """A plain connection to the test database (fails under CI when PostgreSQL is missing)."""
-    problem = await _reachable()
-    if problem is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {DSN} is required under CI: {problem}")
-        pytest.skip(f"PostgreSQL at {DSN} is not reachable ({problem}); set CI to make it fail")
-    conn = await asyncpg.connect(DSN)
+    try:
+        conn = await asyncpg.connect(DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        require_service(f"PostgreSQL at {DSN}", exc)
     try:
         yield conn
     finally:
