@@ -405,7 +405,7 @@ async def _check(settings: Settings, timeout: float) -> int:
         except Exception as exc:
             failures += 1
             reason = getattr(exc, "reason", type(exc).__name__)
-            print(f"source {conn.label}: FAILED ({reason}): {exc}")
+            print(f"source {conn.label}: FAILED ({reason}): {_log.redact(str(exc))}")
     for rs in pipeline.running_sinks:
         try:
             with anyio.fail_after(timeout):
@@ -414,7 +414,7 @@ async def _check(settings: Settings, timeout: float) -> int:
             print(f"sink {rs.label}: ok")
         except Exception as exc:
             failures += 1
-            print(f"sink {rs.label}: FAILED: {exc}")
+            print(f"sink {rs.label}: FAILED: {_log.redact(str(exc))}")
     return 1 if failures else 0
 
 

@@ -337,7 +337,7 @@ def format_validation_error(
     """Turn a pydantic error into lines that name the key, the problem and what is valid."""
     lines = [f"{where}: invalid configuration"]
     for error in exc.errors(include_url=False):
-        loc = prefix + ".".join(str(part) for part in error["loc"])
+        loc = (prefix + ".".join(str(part) for part in error["loc"])).rstrip(".") or "config"
         kind = error["type"]
         if kind == "extra_forbidden":
             owner = _owner_model(model, error["loc"][:-1])
@@ -347,9 +347,24 @@ def format_validation_error(
             lines.append(f"  {loc}: required key is missing")
         else:
             got = error.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            hidden = isinstance(got, dict | list) or _is_secret(model, error["loc"])
+            shown = "" if hidden else f" (got {got!r})"
             lines.append(f"  {loc}: {error['msg']}{shown}")
     return "\n".join(lines)
+
+
+def _is_secret(model: type[BaseModel], loc: Sequence[int | str]) -> bool:
+    """Whether ``loc`` points into a secret field (its value must never be shown)."""
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", None)
+        if not isinstance(part, str) or not fields or part not in fields:
+            continue
+        annotation = fields[part].annotation
+        if "SecretStr" in repr(annotation) or "SecretStr" in getattr(annotation, "__name__", ""):
+            return True
+        current = annotation
+    return False
 
 
 def _owner_model(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:

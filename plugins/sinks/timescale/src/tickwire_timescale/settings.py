@@ -67,6 +67,16 @@ class TimescaleSettings(SinkSettings):
         default=timedelta(seconds=60), description="Longest wait for one statement."
     )
 
+    @field_validator("dsn")
+    @classmethod
+    def _libpq_url(cls, value: SecretStr) -> SecretStr:
+        scheme = value.get_secret_value().partition("://")[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ValueError(
+                "dsn must be a libpq URL: postgresql://user:password@host:5432/database"
+            )
+        return value
+
     @field_validator("db_schema")
     @classmethod
     def _identifier(cls, value: str) -> str:
