@@ -562,7 +562,7 @@ class RunningSink:
                 await anyio.sleep(delay)
 
     async def _write(self, batch: list[Event]) -> None:
-        backoff = Backoff(0.1, 30.0)
+        backoff: Backoff | None = None  # made at the first failure (seeding it costs)
         hist = self.metrics.histogram("sink_write_seconds", sink=self.label)
         rows = self.metrics.histogram("sink_batch_rows", buckets=ROW_BUCKETS, sink=self.label)
         while True:
@@ -571,6 +571,7 @@ class RunningSink:
                 await self.sink.write_batch(batch)
             except Exception as exc:
                 self.writable = False
+                backoff = backoff or Backoff(0.1, 30.0)
                 delay = backoff.next()
                 self.metrics.inc("sink_errors_total", sink=self.label)
                 emit(
