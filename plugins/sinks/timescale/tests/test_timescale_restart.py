@@ -6,13 +6,17 @@ Stops and starts the machine's real PostgreSQL (``pg_ctlcluster``), holding the 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import fcntl
+import gc
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -57,9 +61,48 @@ async def restart_schema(pg: asyncpg.Connection, dsn: str) -> AsyncIterator[str]
             await conn.close()
 
 
+@contextlib.contextmanager
+def asyncpg_orphaned_waiters() -> Iterator[list[dict[str, Any]]]:
+    """Collect, instead of failing the test on, one known asyncpg (0.32) report.
+
+    ``pg_ctl stop`` sends FATAL to idle connections; if the pool hands out such a connection
+    just then, asyncpg's ``copy_in`` creates its waiter, then refuses to start the COPY
+    (``InternalClientError: cannot switch to state 21``, which the runner retries) without
+    clearing that waiter; the connection's loss later fails the waiter, which nobody awaits,
+    and asyncio reports "Future exception was never retrieved". anyio's test runner would turn
+    that report into this test's failure although every row is written once. Only that report
+    is collected; any other goes to anyio's handler as before.
+    """
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    seen: list[dict[str, Any]] = []
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), asyncpg.ConnectionDoesNotExistError) and (
+            "never retrieved" in str(context.get("message", ""))
+        ):
+            seen.append(context)
+        elif previous is not None:
+            previous(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+    try:
+        yield seen
+    finally:
+        gc.collect()  # an orphaned waiter is reported when collected: before the handler goes
+        loop.set_exception_handler(previous)
+
+
 async def test_restart_mid_stream_loses_and_duplicates_nothing(
     restart_schema: str, dsn: str
 ) -> None:
+    with asyncpg_orphaned_waiters():
+        await _restart_mid_stream(restart_schema, dsn)
+
+
+async def _restart_mid_stream(restart_schema: str, dsn: str) -> None:
     settings = TimescaleSettings(
         dsn=dsn,  # type: ignore[arg-type]
         schema=restart_schema,
