@@ -56,6 +56,24 @@ class GateSink(MemorySink):
         await super().write_batch(events)
 
 
+class Producer:
+    """Offers ``total`` trades in chunks to a running sink; when one is refused it notes so
+    (``blocked``) and waits for room (``put``)."""
+
+    def __init__(self, rs: RunningSink, total: int, chunk: int) -> None:
+        self.rs, self.total, self.chunk = rs, total, chunk
+        self.sent = 0
+        self.blocked = anyio.Event()
+
+    async def run(self) -> None:
+        while self.sent < self.total:
+            batch = trades(self.sent, self.chunk)
+            if not self.rs.offer(batch):
+                self.blocked.set()
+                await self.rs.put(batch)
+            self.sent += self.chunk
+
+
 def ids(events: Sequence[Event]) -> list[int]:
     return [int(e.trade_id) for e in events if isinstance(e, Trade) and e.trade_id]
 
@@ -232,24 +250,14 @@ async def test_a_full_spill_file_applies_backpressure_and_says_so(tmp_path: Path
     sink = GateSink()
     metrics = Metrics()
     rs = running(sink, tmp_path, max_bytes=2048, metrics=metrics)
-    blocked = anyio.Event()
-    sent = 0
+    producer = Producer(rs, 400, 2)
     async with anyio.create_task_group() as tg:
         tg.start_soon(rs.run)
-
-        async def produce() -> None:
-            nonlocal sent
-            while sent < 400:
-                if not rs.offer(trades(sent, 2)):
-                    blocked.set()
-                    await rs.put(trades(sent, 2))
-                sent += 2
-
-        tg.start_soon(produce)
-        await blocked.wait()
+        tg.start_soon(producer.run)
+        await producer.blocked.wait()
         assert metrics.value("sink_spill_full_total", sink="gate") == 1
         assert "sink.spill_full" in caplog.text
-        assert sent < 400
+        assert producer.sent < 400
         sink.down = False
         await sink.wait_for(lambda m: len(m.events) == 400, timeout=20)
         rs.close()
@@ -432,23 +440,13 @@ async def test_overflow_on_a_failing_disk_makes_the_sources_wait_and_loses_nothi
     )
     rs.spill_to(tmp_path / "spill", fsync_interval=0)
     rs.spill = FailingDisk(spill_path(tmp_path / "spill", "gate"), 1 << 20, 0)
-    blocked = anyio.Event()
-    sent = 0
+    producer = Producer(rs, 30, 3)
     async with anyio.create_task_group() as tg:
         tg.start_soon(rs.run)
-
-        async def produce() -> None:
-            nonlocal sent
-            while sent < 30:
-                if not rs.offer(trades(sent, 3)):
-                    blocked.set()
-                    await rs.put(trades(sent, 3))
-                sent += 3
-
-        tg.start_soon(produce)
+        tg.start_soon(producer.run)
         with anyio.fail_after(5):
-            await blocked.wait()  # the sink is down, memory is full and the disk fails
-        assert sent < 30
+            await producer.blocked.wait()  # the sink is down, memory is full and the disk fails
+        assert producer.sent < 30
         assert metrics.value("sink_wal_errors_total", sink="gate") >= 1
         sink.down = False
         await sink.wait_for(lambda m: len(m.events) == 30)

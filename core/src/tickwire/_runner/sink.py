@@ -193,21 +193,25 @@ class RunningSink:
             )
         return False
 
+    def _disk_failed(self, spill: Spill, exc: OSError, meanwhile: str) -> None:
+        """Count an append the disk refused; say so once until an append succeeds again."""
+        self.metrics.inc("sink_wal_errors_total", sink=self.label)
+        if not self._wal_failed:
+            self._wal_failed = True
+            emit(
+                ERROR,
+                "sink.spill_failed",
+                f"{exc}: {meanwhile} until the spill file can be written",
+                sink=self.label,
+                path=str(spill.path),
+            )
+
     def _to_spill(self, spill: Spill, events: Sequence[Event]) -> bool:
         try:
             ok = spill.append(events)
         except OSError as exc:
             # The disk failed: nothing is written, so the sources wait (nothing is dropped).
-            self.metrics.inc("sink_wal_errors_total", sink=self.label)
-            if not self._wal_failed:
-                self._wal_failed = True
-                emit(
-                    ERROR,
-                    "sink.spill_failed",
-                    f"{exc}: the sources wait for this sink until the spill file can be written",
-                    sink=self.label,
-                    path=str(spill.path),
-                )
+            self._disk_failed(spill, exc, "the sources wait for this sink")
             return False
         if not ok:
             return self._refused(spill)
@@ -300,16 +304,7 @@ class RunningSink:
             pos = spill.append_ahead(events, payload)
         except OSError as exc:
             # The disk failed: keep the events in memory, say once that a kill would lose them.
-            self.metrics.inc("sink_wal_errors_total", sink=self.label)
-            if not self._wal_failed:
-                self._wal_failed = True
-                emit(
-                    ERROR,
-                    "sink.spill_failed",
-                    f"{exc}: events wait in memory only until the spill file can be written",
-                    sink=self.label,
-                    path=str(spill.path),
-                )
+            self._disk_failed(spill, exc, "events wait in memory only")
             self._queue(events, None)
             return True
         if pos is None:
