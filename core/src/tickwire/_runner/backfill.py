@@ -31,6 +31,7 @@ import bisect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import anyio
 import msgspec
@@ -63,15 +64,17 @@ RETRY_FAILED: tuple[float, ...] = (300.0, 1800.0, 3600.0)
 RELEASE_EVERY = 0.5
 
 _Key = tuple[str, str, str]
+_T = TypeVar("_T")
 
 
 def _key(gap: Gap) -> _Key:
     return (gap.provider, gap.symbol, gap.kind)
 
 
-def _real(rows: list[Gap], between: set[int]) -> list[Gap]:
-    """``rows`` without the stretches between coalesced runs."""
-    return [row for i, row in enumerate(rows) if i not in between] if between else rows
+def _real(items: list[_T], between: set[int]) -> list[_T]:
+    """``items`` (rows, or what was seen in each) without the stretches between coalesced
+    runs."""
+    return [item for i, item in enumerate(items) if i not in between] if between else items
 
 
 class BackfillWorker:
@@ -314,11 +317,8 @@ class BackfillWorker:
             break
         for gap in run:
             self._rounds.pop((*_key(gap), gap.start), None)
-        if between:
-            rows = [row for i, row in enumerate(rows) if i not in between]
-            seen = [hit for i, hit in enumerate(seen) if i not in between]
         resolved: list[Event] = []
-        for row, hit in zip(rows, seen, strict=True):
+        for row, hit in zip(_real(rows, between), _real(seen, between), strict=True):
             status: GapStatus = "filled" if hit else "empty"
             resolved.append(msgspec.structs.replace(row, status=status, detail=None))
             self.metrics.inc("gaps_filled_total", provider=row.provider, status=status)
